@@ -1,0 +1,39 @@
+# The README's two commands, `make demo` and `make test`, do all set-up on a fresh machine.
+PYTHON ?= $(shell command -v python3.11 || command -v python3.10 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CODE_VERSION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+
+.PHONY: setup demo test test-fast specs check-specs lock clean
+
+setup: $(STAMP)
+
+# Re-installs only when a dependency file changes, so a second `make setup` takes well under a second.
+$(STAMP): pyproject.toml components/pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+		-e ./components -e '.[test]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/kfp-lineage run specs/training.yaml --param code_version=$(CODE_VERSION)
+	$(BIN)/kfp-lineage trace --latest-model
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+specs: setup
+	$(BIN)/kfp-lineage compile
+
+lock:
+	rm -rf /tmp/kfp-lineage-lock && $(PYTHON) -m venv /tmp/kfp-lineage-lock
+	/tmp/kfp-lineage-lock/bin/pip install --quiet ./components .
+	{ head -2 constraints.txt; /tmp/kfp-lineage-lock/bin/pip freeze | grep -v '^kfp-lineage'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf $(VENV) .kfp-lineage .pytest_cache

@@ -1,0 +1,1 @@
+"""Run compiled KFP pipelines locally and record KFP-compatible ML Metadata lineage."""

@@ -1,0 +1,333 @@
+"""Launching one container task as a local subprocess: executor input, command, requirements, outputs.
+
+Reuses kfp.local's helpers for placeholder resolution and executor-output parsing. Knows nothing of MLMD or
+of scheduling: the orchestrator gives it a fully resolved task and gets back its outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from google.protobuf import json_format
+from kfp.compiler import pipeline_spec_builder
+from kfp.local import executor_input_utils, executor_output_utils, placeholder_utils
+from kfp.pipeline_spec import pipeline_spec_pb2
+from packaging import requirements as packaging_requirements
+from packaging import version as packaging_version
+
+from kfp_lineage import errors
+
+ContainerSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec
+
+EXECUTOR_OUTPUT_FILE = "executor_output.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class InputArtifact:
+    """An artifact as a task receives it: its MLMD id, type, URI and metadata."""
+
+    artifact_id: int
+    schema_title: str
+    schema_version: str
+    uri: str
+    metadata: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskLaunch:
+    """Everything needed to run one container task; produced by the orchestrator."""
+
+    label: str
+    component_spec: pipeline_spec_pb2.ComponentSpec
+    container: ContainerSpec
+    parameters: Mapping[str, Any]
+    artifacts: Mapping[str, Sequence[InputArtifact]]
+    output_uris: Mapping[str, str]
+    scratch_dir: str
+    log_path: str
+    pipeline_name: str
+    run_id: str
+    pipeline_root: str
+    cwd: str
+    env: Mapping[str, str]
+    timeout: Optional[float] = None
+
+
+@dataclasses.dataclass
+class TaskOutcome:
+    """What a task did: its exit code, its outputs when it succeeded, and a one-line error when it did not."""
+
+    succeeded: bool
+    parameters: Dict[str, Any]
+    artifacts: Dict[str, List[pipeline_spec_pb2.RuntimeArtifact]]
+    duration: float
+    error: str = ""
+    returncode: Optional[int] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PipPrefix:
+    """The `pip install` step the KFP compiler puts before lightweight components, split off the command."""
+
+    requirements: Tuple[str, ...]
+    command: Tuple[str, ...]
+
+
+_PIP_SEGMENT = re.compile(r"pip install (?P<args>.*?)(?:&&|$)", re.S)
+_PIP_OPTIONS_WITH_VALUE = {"-i", "--index-url", "--extra-index-url", "--trusted-host", "-f", "--find-links"}
+
+
+def split_pip_prefix(command: Sequence[str]) -> Optional[PipPrefix]:
+    """Recognises `sh -c '<pip install ...> && "$0" "$@"' PROGRAM...` and returns the requirements and PROGRAM.
+
+    Returns:
+        None when the command has no such prefix (it is then run as it is).
+    """
+    if len(command) < 4 or list(command[:2]) != ["sh", "-c"] or "pip install" not in command[2]:
+        return None
+    if not command[2].rstrip().endswith('"$0" "$@"'):
+        return None
+    found: List[str] = []
+    for segment in _PIP_SEGMENT.finditer(command[2]):
+        words = shlex.split(segment.group("args"))
+        skip_next = False
+        for word in words:
+            if skip_next:
+                skip_next = False
+            elif word in _PIP_OPTIONS_WITH_VALUE:
+                skip_next = True
+            elif not word.startswith("-") and word not in ("&&", '"$0"', '"$@"'):
+                found.append(word)
+    return PipPrefix(requirements=tuple(found), command=tuple(command[3:]))
+
+
+@dataclasses.dataclass(frozen=True)
+class RequirementProblem:
+    """A requirement the running environment does not meet."""
+
+    requirement: str
+    installed: Optional[str]
+
+    def describe(self) -> str:
+        if self.installed is None:
+            return f"{self.requirement} (not installed)"
+        return f"{self.requirement} (installed: {self.installed})"
+
+
+def check_requirements(requirement_strings: Sequence[str]) -> List[RequirementProblem]:
+    """Checks requirements against the running interpreter's installed distributions; installs nothing.
+
+    Requirements whose environment marker is false, and ones that are not plain PEP 508 strings (URLs,
+    local paths), are skipped.
+    """
+    problems: List[RequirementProblem] = []
+    for text in requirement_strings:
+        try:
+            requirement = packaging_requirements.Requirement(text)
+        except packaging_requirements.InvalidRequirement:
+            continue
+        if requirement.url or (requirement.marker is not None and not requirement.marker.evaluate()):
+            continue
+        try:
+            installed = importlib.metadata.version(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            problems.append(RequirementProblem(text, None))
+            continue
+        if requirement.specifier and not requirement.specifier.contains(
+            packaging_version.Version(installed), prereleases=True
+        ):
+            problems.append(RequirementProblem(text, installed))
+    return problems
+
+
+def build_command(launch: TaskLaunch) -> Tuple[List[str], pipeline_spec_pb2.ExecutorInput]:
+    """The task's resolved argv (pip prefix removed) and the ExecutorInput it is given."""
+    executor_input = build_executor_input(launch)
+    executor_input_dict = executor_input_utils.executor_input_to_dict(executor_input, launch.component_spec)
+    raw_command = list(launch.container.command) + list(launch.container.args)
+    prefix = split_pip_prefix(list(launch.container.command))
+    if prefix is not None:
+        raw_command = list(prefix.command) + list(launch.container.args)
+    argv = placeholder_utils.replace_placeholders(
+        full_command=raw_command,
+        executor_input_dict=executor_input_dict,
+        pipeline_resource_name=launch.pipeline_name,
+        task_resource_name=launch.label,
+        pipeline_root=launch.pipeline_root,
+        unique_pipeline_id=launch.run_id,
+    )
+    return argv, executor_input
+
+
+def build_executor_input(launch: TaskLaunch) -> pipeline_spec_pb2.ExecutorInput:
+    """The ExecutorInput KFP gives a container: resolved inputs, and output URIs under the pipeline root."""
+    spec = launch.component_spec
+    executor_input = pipeline_spec_pb2.ExecutorInput()
+    for name, value in launch.parameters.items():
+        executor_input.inputs.parameter_values[name].CopyFrom(pipeline_spec_builder.to_protobuf_value(value))
+    for name, artifacts in launch.artifacts.items():
+        artifact_list = executor_input.inputs.artifacts[name]
+        for artifact in artifacts:
+            runtime = artifact_list.artifacts.add(
+                name=str(artifact.artifact_id),
+                uri=artifact.uri,
+                type=pipeline_spec_pb2.ArtifactTypeSchema(
+                    schema_title=artifact.schema_title, schema_version=artifact.schema_version
+                ),
+            )
+            runtime.metadata.update(dict(artifact.metadata))
+    outputs_dir = os.path.join(launch.scratch_dir, "outputs")
+    for name in spec.output_definitions.parameters:
+        executor_input.outputs.parameters[name].output_file = os.path.join(outputs_dir, name)
+    for name, definition in spec.output_definitions.artifacts.items():
+        executor_input.outputs.artifacts[name].artifacts.add(
+            name=name, uri=launch.output_uris[name], type=definition.artifact_type
+        )
+    executor_input.outputs.output_file = os.path.join(launch.scratch_dir, EXECUTOR_OUTPUT_FILE)
+    return executor_input
+
+
+def python_shim_dir(scratch_root: str) -> str:
+    """A directory with a `python3` that runs this interpreter, put first on the task's PATH.
+
+    Compiled lightweight components call `python3`; the task must use the interpreter (and virtual environment)
+    kfp-lineage runs in. A script, not a symlink, so a venv interpreter still finds its pyvenv.cfg.
+    """
+    directory = os.path.join(scratch_root, "bin")
+    shim = os.path.join(directory, "python3")
+    if not os.path.exists(shim):
+        os.makedirs(directory, exist_ok=True)
+        with open(shim + ".tmp", "w") as f:
+            f.write(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+        os.chmod(shim + ".tmp", 0o755)
+        os.replace(shim + ".tmp", shim)
+    return directory
+
+
+def run_task(launch: TaskLaunch) -> TaskOutcome:
+    """Runs the task in a subprocess, its stdout and stderr going to launch.log_path, and collects its outputs.
+
+    Never raises for a task failure: a failed task gives TaskOutcome(succeeded=False, error=...).
+    """
+    started = time.monotonic()
+    os.makedirs(os.path.join(launch.scratch_dir, "outputs"), exist_ok=True)
+    for uri in launch.output_uris.values():
+        os.makedirs(os.path.dirname(uri), exist_ok=True)
+    argv, executor_input = build_command(launch)
+    program = shutil.which(argv[0], path=launch.env.get("PATH")) if argv else None
+    if program is None:
+        return TaskOutcome(
+            succeeded=False,
+            parameters={},
+            artifacts={},
+            duration=time.monotonic() - started,
+            error=f"image {launch.container.image!r}: program {argv[0] if argv else '(empty command)'!r} "
+            "is not available on this machine",
+        )
+    with open(launch.log_path, "ab") as log:
+        try:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=launch.cwd,
+                env=dict(launch.env),
+                start_new_session=True,
+            )
+        except OSError as e:
+            return TaskOutcome(False, {}, {}, time.monotonic() - started, error=f"cannot start {argv[0]}: {e}")
+        try:
+            returncode = process.wait(timeout=launch.timeout)
+        except subprocess.TimeoutExpired:
+            _kill_process_group(process)
+            return TaskOutcome(
+                False, {}, {}, time.monotonic() - started, error=f"timed out after {launch.timeout:g} s"
+            )
+        except BaseException:
+            _kill_process_group(process)
+            raise
+    duration = time.monotonic() - started
+    if returncode != 0:
+        reason = f"killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
+        last_line = _last_error_line(launch.log_path)
+        return TaskOutcome(
+            False, {}, {}, duration, error=reason + (f": {last_line}" if last_line else ""), returncode=returncode
+        )
+    try:
+        parameters, artifacts = collect_outputs(executor_input, launch.component_spec)
+    except (ValueError, json_format.ParseError) as e:
+        return TaskOutcome(False, {}, {}, duration, error=f"its outputs cannot be read: {e}", returncode=0)
+    return TaskOutcome(True, parameters, artifacts, duration, returncode=0)
+
+
+def _kill_process_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=5)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+
+
+def _last_error_line(log_path: str) -> str:
+    """The last non-blank line of the task log (for Python tasks, the exception line)."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            lines = [line.strip() for line in f.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+def collect_outputs(
+    executor_input: pipeline_spec_pb2.ExecutorInput, component_spec: pipeline_spec_pb2.ComponentSpec
+) -> Tuple[Dict[str, Any], Dict[str, List[pipeline_spec_pb2.RuntimeArtifact]]]:
+    """Reads the task's output parameters and artifacts as the backend's launcher does.
+
+    Artifacts come from executor_output.json when the task wrote one, else from the ExecutorInput (URI, no
+    metadata). Output parameters come from executor_output.json and dsl.OutputPath files.
+
+    Raises:
+        ValueError: an output file cannot be parsed, or a declared output parameter was not written.
+    """
+    executor_output = executor_output_utils.load_executor_output(executor_input.outputs.output_file)
+    executor_output = executor_output_utils.merge_dsl_output_file_parameters_to_executor_output(
+        executor_input=executor_input, executor_output=executor_output, component_spec=component_spec
+    )
+    parameters = {
+        name: executor_output_utils.pb2_value_to_python(value)
+        for name, value in executor_output.parameter_values.items()
+    }
+    parameters = executor_output_utils.cast_protobuf_numbers(parameters, component_spec.output_definitions.parameters)
+    missing = sorted(set(component_spec.output_definitions.parameters) - set(parameters))
+    if missing:
+        raise ValueError(f"output parameter {missing[0]!r} was not written")
+    artifacts: Dict[str, List[pipeline_spec_pb2.RuntimeArtifact]] = {}
+    for name, declared in executor_input.outputs.artifacts.items():
+        written = executor_output.artifacts.get(name)
+        source = written if written is not None and written.artifacts else declared
+        artifacts[name] = []
+        for artifact in source.artifacts:
+            complete = pipeline_spec_pb2.RuntimeArtifact()
+            complete.CopyFrom(artifact)
+            complete.type.CopyFrom(declared.artifacts[0].type)
+            if not complete.uri:
+                complete.uri = declared.artifacts[0].uri
+            artifacts[name].append(complete)
+    return parameters, artifacts

@@ -1,0 +1,312 @@
+"""Recording pipeline runs in ML Metadata the way the KFP v2 backend (release 2.17.0) does.
+
+Only plain ml-metadata calls: no SQL, no filter_query. The layout is documented in docs/mlmd-format.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from google.protobuf import struct_pb2
+from ml_metadata import errors as mlmd_errors
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
+
+from kfp_lineage import errors
+
+PIPELINE_CONTEXT_TYPE = "system.Pipeline"
+RUN_CONTEXT_TYPE = "system.PipelineRun"
+DAG_EXECUTION_TYPE = "system.DAGExecution"
+CONTAINER_EXECUTION_TYPE = "system.ContainerExecution"
+IMPORTER_EXECUTION_TYPE = "system.ImporterExecution"
+
+# The backend's placeholders for a single-namespace, local deployment.
+LOCAL_NAMESPACE = "local"
+RUN_RESOURCE_NAME = "run-resource"
+LOCAL_STORE_SESSION_INFO = json.dumps({"Provider": "local", "Params": {}}, separators=(",", ":"))
+
+State = mlmd_pb.Execution.State
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContexts:
+    """The system.Pipeline and system.PipelineRun contexts of one run."""
+
+    pipeline: mlmd_pb.Context
+    run: mlmd_pb.Context
+
+
+@dataclasses.dataclass
+class OutputArtifact:
+    """An artifact a task produced, not yet in the store: its type, URI and metadata from the executor."""
+
+    schema_title: str
+    uri: str
+    metadata: Dict[str, Any]
+    display_name: str
+
+
+class Recorder:
+    """Writes one or more runs into an ml-metadata store; safe to call from several threads.
+
+    ml-metadata's Python client is one connection, so calls are serialised with a lock.
+    """
+
+    def __init__(self, store: metadata_store.MetadataStore):
+        self.store = store
+        self._lock = threading.Lock()
+        self._type_ids: Dict[Tuple[str, str], int] = {}
+
+    def _execution_type_id(self, name: str) -> int:
+        key = ("execution", name)
+        if key not in self._type_ids:
+            self._type_ids[key] = self.store.put_execution_type(mlmd_pb.ExecutionType(name=name))
+        return self._type_ids[key]
+
+    def _artifact_type_id(self, name: str) -> int:
+        key = ("artifact", name)
+        if key not in self._type_ids:
+            self._type_ids[key] = self.store.put_artifact_type(mlmd_pb.ArtifactType(name=name))
+        return self._type_ids[key]
+
+    def _context_type_id(self, name: str) -> int:
+        key = ("context", name)
+        if key not in self._type_ids:
+            self._type_ids[key] = self.store.put_context_type(mlmd_pb.ContextType(name=name))
+        return self._type_ids[key]
+
+    def begin_run(self, pipeline_name: str, run_id: str, run_root: str) -> RunContexts:
+        """Creates (or reuses) the pipeline context and creates the run context as its child.
+
+        Args:
+            pipeline_name: `pipelineInfo.name`.
+            run_id: the run's id; must not exist in the store yet.
+            run_root: `<pipeline root>/<pipeline name>/<run id>`, recorded as the run's pipeline_root.
+
+        Raises:
+            InvalidInputError: a run with this id is already recorded.
+        """
+        with self._lock:
+            pipeline_type = self._context_type_id(PIPELINE_CONTEXT_TYPE)
+            run_type = self._context_type_id(RUN_CONTEXT_TYPE)
+            if self.store.get_context_by_type_and_name(RUN_CONTEXT_TYPE, run_id) is not None:
+                raise errors.InvalidInputError(
+                    f"run id {run_id!r} is already recorded in this store: pass a new --run-id or leave it out"
+                )
+            pipeline_context = self._get_or_create_context(pipeline_type, PIPELINE_CONTEXT_TYPE, pipeline_name, {})
+            run_properties = {
+                "namespace": LOCAL_NAMESPACE,
+                "resource_name": RUN_RESOURCE_NAME,
+                "pipeline_root": run_root,
+                "store_session_info": LOCAL_STORE_SESSION_INFO,
+            }
+            run_context = mlmd_pb.Context(type_id=run_type, name=run_id)
+            set_custom_properties(run_context, run_properties)
+            [run_context.id] = self.store.put_contexts([run_context])
+            self.store.put_parent_contexts(
+                [mlmd_pb.ParentContext(child_id=run_context.id, parent_id=pipeline_context.id)]
+            )
+            return RunContexts(pipeline=pipeline_context, run=run_context)
+
+    def _get_or_create_context(
+        self, type_id: int, type_name: str, name: str, properties: Mapping[str, Any]
+    ) -> mlmd_pb.Context:
+        existing = self.store.get_context_by_type_and_name(type_name, name)
+        if existing is not None:
+            return existing
+        context = mlmd_pb.Context(type_id=type_id, name=name)
+        set_custom_properties(context, properties)
+        try:
+            [context.id] = self.store.put_contexts([context])
+        except mlmd_errors.AlreadyExistsError:  # another run created it between our get and put
+            return self.store.get_context_by_type_and_name(type_name, name)
+        return context
+
+    def create_execution(
+        self,
+        contexts: RunContexts,
+        execution_type: str,
+        properties: Mapping[str, Any],
+        input_artifacts: Mapping[str, Sequence[int]] = (),
+        state: int = State.RUNNING,
+        name: Optional[str] = None,
+    ) -> int:
+        """Creates an execution with INPUT events for its input artifacts, in one transaction.
+
+        Args:
+            contexts: the run's contexts; the execution and its input artifacts are linked to both.
+            execution_type: one of the system.*Execution type names.
+            properties: custom properties (display_name, task_name, parent_dag_id, inputs, ...).
+            input_artifacts: input name -> artifact ids. ml-metadata allows one INPUT event per
+                (artifact, execution); an artifact bound to several inputs gets its event under the first
+                input name (sorted) and the others are listed in the `merged_input_keys` custom property.
+            state: RUNNING, or CANCELED for a task whose trigger condition is false.
+            name: Execution.name (only the root DAG has one: `run/<run id>`).
+
+        Returns:
+            The new execution id.
+        """
+        execution = mlmd_pb.Execution(type_id=0, last_known_state=state)
+        if name:
+            execution.name = name
+        properties = dict(properties)
+        events, merged = _input_events(input_artifacts)
+        if merged:
+            properties["merged_input_keys"] = merged
+        set_custom_properties(execution, properties)
+        with self._lock:
+            execution.type_id = self._execution_type_id(execution_type)
+            execution_id, _, _ = self.store.put_execution(
+                execution,
+                [(None, event) for event in events],
+                [contexts.pipeline, contexts.run],
+                reuse_context_if_already_exist=True,
+                force_reuse_context=True,
+            )
+        return execution_id
+
+    def publish_execution(
+        self,
+        contexts: RunContexts,
+        execution_id: int,
+        state: int,
+        properties: Mapping[str, Any] = (),
+        output_artifacts: Mapping[str, Sequence[OutputArtifact]] = (),
+        reused_output_artifacts: Mapping[str, Sequence[int]] = (),
+    ) -> Dict[str, List[int]]:
+        """Sets an execution's final state and properties and records its outputs, in one transaction.
+
+        Args:
+            execution_id: an execution made by create_execution.
+            state: COMPLETE, FAILED, CACHED or CANCELED.
+            properties: custom properties to add or replace (e.g. `outputs`).
+            output_artifacts: output key -> new artifacts to insert with OUTPUT events.
+            reused_output_artifacts: output key -> ids of existing artifacts to link with OUTPUT events
+                (cache hits point at the original artifacts).
+
+        Returns:
+            Output key -> artifact ids, in the order given.
+        """
+        with self._lock:
+            [execution] = self.store.get_executions_by_id([execution_id])
+            execution.last_known_state = state
+            set_custom_properties(execution, properties)
+            pairs: List[Tuple[Optional[mlmd_pb.Artifact], mlmd_pb.Event]] = []
+            keys: List[str] = []
+            for key, artifacts in dict(output_artifacts).items():
+                for artifact in artifacts:
+                    pairs.append((self._new_artifact(artifact), _event(mlmd_pb.Event.OUTPUT, key)))
+                    keys.append(key)
+            for key, artifact_ids in dict(reused_output_artifacts).items():
+                for artifact_id in artifact_ids:
+                    pairs.append((None, _event(mlmd_pb.Event.OUTPUT, key, artifact_id)))
+                    keys.append(key)
+            _, artifact_ids, _ = self.store.put_execution(
+                execution,
+                pairs,
+                [contexts.pipeline, contexts.run],
+                reuse_context_if_already_exist=True,
+                force_reuse_context=True,
+            )
+        published: Dict[str, List[int]] = {}
+        for key, artifact_id in zip(keys, artifact_ids):
+            published.setdefault(key, []).append(artifact_id)
+        return published
+
+    def _new_artifact(self, output: OutputArtifact) -> mlmd_pb.Artifact:
+        artifact = mlmd_pb.Artifact(
+            type_id=self._artifact_type_id(output.schema_title), uri=output.uri, state=mlmd_pb.Artifact.LIVE
+        )
+        set_custom_properties(artifact, output.metadata)
+        set_custom_properties(
+            artifact, {"display_name": output.display_name, "store_session_info": LOCAL_STORE_SESSION_INFO}
+        )
+        return artifact
+
+    def get_artifacts(self, artifact_ids: Sequence[int]) -> List[mlmd_pb.Artifact]:
+        """The stored artifacts with these ids, in the order given."""
+        with self._lock:
+            by_id = {a.id: a for a in self.store.get_artifacts_by_id(list(artifact_ids))}
+        return [by_id[i] for i in artifact_ids]
+
+
+def _event(event_type: int, key: str, artifact_id: int = 0) -> mlmd_pb.Event:
+    event = mlmd_pb.Event(type=event_type)
+    if artifact_id:
+        event.artifact_id = artifact_id
+    event.path.steps.add().key = key
+    return event
+
+
+def _input_events(input_artifacts: Mapping[str, Sequence[int]]) -> Tuple[List[mlmd_pb.Event], Dict[str, str]]:
+    """INPUT events, one per distinct artifact, and the input names folded into another input's event."""
+    events: List[mlmd_pb.Event] = []
+    first_key_of: Dict[int, str] = {}
+    merged: Dict[str, str] = {}
+    for key in sorted(dict(input_artifacts)):
+        for artifact_id in input_artifacts[key]:
+            if artifact_id in first_key_of:
+                if first_key_of[artifact_id] != key:
+                    merged[key] = first_key_of[artifact_id]
+                continue
+            first_key_of[artifact_id] = key
+            events.append(_event(mlmd_pb.Event.INPUT, key, artifact_id))
+    return events, merged
+
+
+def to_mlmd_value(value: Any) -> Optional[mlmd_pb.Value]:
+    """Converts a Python value as the backend converts RuntimeArtifact metadata: strings stay strings, numbers
+    become doubles, booleans ints 0/1, lists struct {"list": [...]}, dicts structs. None gives None (skipped)."""
+    if value is None:
+        return None
+    result = mlmd_pb.Value()
+    if isinstance(value, bool):
+        result.int_value = int(value)
+    elif isinstance(value, str):
+        result.string_value = value
+    elif isinstance(value, (int, float)):
+        result.double_value = float(value)
+    elif isinstance(value, (list, tuple)):
+        result.struct_value.CopyFrom(_to_struct({"list": list(value)}))
+    elif isinstance(value, dict):
+        result.struct_value.CopyFrom(_to_struct(value))
+    else:
+        result.string_value = str(value)
+    return result
+
+
+def _to_struct(value: Mapping[str, Any]) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(json.loads(json.dumps(value, default=str)))
+    return struct
+
+
+def set_custom_properties(message: Any, properties: Mapping[str, Any]) -> None:
+    """Sets each property on an Artifact/Execution/Context's custom_properties with to_mlmd_value.
+
+    Integers given for execution bookkeeping (parent_dag_id, iteration_index, ...) stay ints; everything else
+    follows to_mlmd_value.
+    """
+    for key, value in dict(properties).items():
+        if isinstance(value, int) and not isinstance(value, bool) and not isinstance(message, mlmd_pb.Artifact):
+            message.custom_properties[key].int_value = value
+            continue
+        converted = to_mlmd_value(value)
+        if converted is not None:
+            message.custom_properties[key].CopyFrom(converted)
+
+
+def value_to_python(value: mlmd_pb.Value) -> Any:
+    """The Python value of an MLMD Value (struct {"list": [...]} becomes a list)."""
+    kind = value.WhichOneof("value")
+    if kind == "struct_value":
+        from google.protobuf import json_format
+
+        data = json_format.MessageToDict(value.struct_value)
+        return data["list"] if set(data) == {"list"} else data
+    if kind is None:
+        return None
+    return getattr(value, kind)

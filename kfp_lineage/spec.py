@@ -1,0 +1,259 @@
+"""Loading compiled pipeline specs (IR YAML or `@dsl.pipeline` functions) and validating run arguments."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+from typing import Any, Dict, Mapping, Optional, Union
+
+import yaml
+from google.protobuf import json_format
+from kfp import compiler
+from kfp.dsl import base_component, graph_component
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from kfp_lineage import errors
+
+ParameterType = pipeline_spec_pb2.ParameterType.ParameterTypeEnum
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedPipeline:
+    """A pipeline ready to run: its compiled IR and where it came from."""
+
+    spec: pipeline_spec_pb2.PipelineSpec
+    source: str
+
+    @property
+    def name(self) -> str:
+        """`pipelineInfo.name`: the name KFP uses for the system.Pipeline context."""
+        return self.spec.pipeline_info.name
+
+
+def load_pipeline(target: Union[str, os.PathLike, base_component.BaseComponent]) -> LoadedPipeline:
+    """Loads a pipeline from a compiled IR YAML file, `FILE.py[:FUNC]`, `package.module[:FUNC]`, or a pipeline object.
+
+    Raises:
+        InvalidInputError: the file is missing, is not YAML, is not a PipelineSpec, or the module has no pipeline.
+    """
+    if isinstance(target, base_component.BaseComponent):
+        return _compile_component(target, source=target.name)
+    text = os.fspath(target)
+    path_part = text.rsplit(":", 1)[0] if ":" in text and not os.path.exists(text) else text
+    if path_part.endswith((".yaml", ".yml", ".json")):
+        return _load_yaml(path_part)
+    return _load_python(text)
+
+
+def _load_yaml(path: str) -> LoadedPipeline:
+    if not os.path.isfile(path):
+        raise errors.InvalidInputError(f"pipeline spec {path} does not exist: pass a compiled pipeline YAML file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            documents = [d for d in yaml.safe_load_all(f) if d is not None]
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise errors.InvalidInputError(f"pipeline spec {path} is not valid YAML{where}: {problem}") from None
+    if not documents or not isinstance(documents[0], dict):
+        raise errors.InvalidInputError(f"pipeline spec {path} is empty or not a mapping: pass a compiled pipeline YAML")
+    document = documents[0]
+    missing = [key for key in ("pipelineInfo", "root") if key not in document]
+    if missing:
+        raise errors.InvalidInputError(
+            f"{path} is not a compiled KFP PipelineSpec (missing {', '.join(missing)}): "
+            "compile a @dsl.pipeline with kfp.compiler.Compiler().compile"
+        )
+    for extra in documents[1:]:
+        if isinstance(extra, dict) and extra.get("platforms"):
+            platforms = ", ".join(sorted(extra["platforms"]))
+            raise errors.UnsupportedFeatureError(
+                f"{path} uses platform-specific features ({platforms} platform spec, e.g. volumes or secrets "
+                "from kfp-kubernetes), which are not supported locally: run it on a cluster, or drop them"
+            )
+    spec = pipeline_spec_pb2.PipelineSpec()
+    try:
+        json_format.ParseDict(document, spec)
+    except json_format.ParseError as e:
+        raise errors.InvalidInputError(f"{path} is not a valid PipelineSpec: {e}") from None
+    return LoadedPipeline(spec=spec, source=os.path.abspath(path))
+
+
+def _load_python(target: str) -> LoadedPipeline:
+    module_part, _, func_name = target.partition(":")
+    if module_part.endswith(".py"):
+        if not os.path.isfile(module_part):
+            raise errors.InvalidInputError(f"pipeline module {module_part} does not exist")
+        module_name = "_kfp_lineage_pipeline_" + os.path.splitext(os.path.basename(module_part))[0]
+        module_spec = importlib.util.spec_from_file_location(module_name, module_part)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_name] = module
+        module_dir = os.path.dirname(os.path.abspath(module_part))
+        sys.path.insert(0, module_dir)
+        try:
+            module_spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(module_dir)
+    else:
+        try:
+            module = importlib.import_module(module_part)
+        except ImportError as e:
+            raise errors.InvalidInputError(
+                f"cannot import pipeline module {module_part!r} ({e}): pass a .yaml spec, FILE.py[:FUNC] "
+                "or an importable package.module[:FUNC]"
+            ) from None
+    pipelines = {
+        name: value for name, value in vars(module).items() if isinstance(value, graph_component.GraphComponent)
+    }
+    if func_name:
+        if func_name not in pipelines:
+            raise errors.InvalidInputError(
+                f"{module_part} has no @dsl.pipeline named {func_name!r}; it has: {', '.join(sorted(pipelines)) or 'none'}"
+            )
+        component = pipelines[func_name]
+    elif len(pipelines) == 1:
+        component = next(iter(pipelines.values()))
+    else:
+        raise errors.InvalidInputError(
+            f"{module_part} defines {len(pipelines)} pipelines ({', '.join(sorted(pipelines)) or 'none'}): "
+            f"name one as {module_part}:FUNC"
+        )
+    return _compile_component(component, source=target)
+
+
+def _compile_component(component: base_component.BaseComponent, source: str) -> LoadedPipeline:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "pipeline.yaml")
+        compiler.Compiler().compile(component, path)
+        loaded = _load_yaml(path)
+    return LoadedPipeline(spec=loaded.spec, source=source)
+
+
+def validate_arguments(spec: pipeline_spec_pb2.PipelineSpec, arguments: Mapping[str, Any]) -> Dict[str, Any]:
+    """Checks run arguments against the pipeline's input definitions and fills in defaults.
+
+    Args:
+        spec: the compiled pipeline.
+        arguments: parameter name -> value; strings (from the command line) are converted to the declared type.
+
+    Returns:
+        Every declared input parameter that has a value (given or default), typed as the spec declares.
+
+    Raises:
+        InvalidInputError: an unknown name, a value of the wrong type, or a required parameter without a value.
+        UnsupportedFeatureError: the pipeline takes input artifacts.
+    """
+    definitions = spec.root.input_definitions
+    if definitions.artifacts:
+        names = ", ".join(sorted(definitions.artifacts))
+        raise errors.UnsupportedFeatureError(
+            f"pipeline input artifacts ({names}) are not supported locally: pass a URI parameter and use dsl.importer"
+        )
+    declared = definitions.parameters
+    unknown = sorted(set(arguments) - set(declared))
+    if unknown:
+        known = ", ".join(sorted(declared)) or "none"
+        raise errors.InvalidInputError(f"unknown parameter {unknown[0]!r}: this pipeline takes {known}")
+    values: Dict[str, Any] = {}
+    for name, definition in declared.items():
+        if name in arguments:
+            values[name] = convert_parameter(name, arguments[name], definition.parameter_type)
+        elif definition.HasField("default_value"):
+            values[name] = convert_parameter(
+                name, json_format.MessageToDict(definition.default_value), definition.parameter_type
+            )
+        elif not definition.is_optional:
+            raise errors.InvalidInputError(
+                f"parameter {name!r} ({type_name(definition.parameter_type)}) is required: pass --param {name}=VALUE"
+            )
+    return values
+
+
+def type_name(parameter_type: int) -> str:
+    """The Python-facing name of an IR parameter type (NUMBER_INTEGER -> int)."""
+    return {
+        ParameterType.NUMBER_INTEGER: "int",
+        ParameterType.NUMBER_DOUBLE: "float",
+        ParameterType.STRING: "str",
+        ParameterType.BOOLEAN: "bool",
+        ParameterType.LIST: "list",
+        ParameterType.STRUCT: "dict",
+        ParameterType.TASK_FINAL_STATUS: "PipelineTaskFinalStatus",
+    }.get(parameter_type, "unknown")
+
+
+def convert_parameter(name: str, value: Any, parameter_type: int) -> Any:
+    """Converts `value` (a Python value or a command-line string) to the IR parameter type.
+
+    Raises:
+        InvalidInputError: the value cannot be read as that type; names the parameter and the expected type.
+    """
+    expected = type_name(parameter_type)
+
+    def bad() -> errors.InvalidInputError:
+        return errors.InvalidInputError(
+            f"parameter {name!r} expects {expected}, got {_short(value)}: pass --param {name}=<{expected}>"
+        )
+
+    if parameter_type == ParameterType.STRING:
+        if isinstance(value, str):
+            return value
+        raise bad()
+    if parameter_type == ParameterType.BOOLEAN:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            return value.lower() in ("true", "1")
+        raise bad()
+    if parameter_type == ParameterType.NUMBER_INTEGER:
+        if isinstance(value, bool):
+            raise bad()
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise bad() from None
+        raise bad()
+    if parameter_type == ParameterType.NUMBER_DOUBLE:
+        if isinstance(value, bool):
+            raise bad()
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise bad() from None
+        raise bad()
+    if parameter_type in (ParameterType.LIST, ParameterType.STRUCT):
+        python_type = list if parameter_type == ParameterType.LIST else dict
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise bad() from None
+        if isinstance(value, python_type):
+            return value
+        raise bad()
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def input_parameter_type(component_spec: pipeline_spec_pb2.ComponentSpec, name: str) -> Optional[int]:
+    """The declared type of a component's input parameter, or None when it is not declared."""
+    definition = component_spec.input_definitions.parameters.get(name)
+    return definition.parameter_type if definition is not None else None

@@ -1,0 +1,205 @@
+"""Runs small real pipelines through the runner and reads the MLMD records back with ml-metadata."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
+
+from kfp_lineage import run as run_module
+from tests import conftest
+from tests.fixtures import pipelines
+from tests.mlmd_view import RunView
+
+
+def run(pipeline, tmp_path, store_url, **kwargs):
+    return run_module.run_pipeline(
+        pipeline, kwargs.pop("arguments", {}), store=store_url, pipeline_root=str(tmp_path / "root"), **kwargs
+    )
+
+
+def test_linear_pipeline_records_contexts_executions_artifacts_and_events(tmp_path, any_store_url):
+    result = run(pipelines.linear, tmp_path, any_store_url, arguments={"rows": 5}, run_id="linear-1")
+
+    assert result.state == "COMPLETE"
+    assert result.tasks["count-rows"].outputs["Output"] == {"value": 5}
+    store = conftest.open_store(any_store_url)
+    pipeline_context = store.get_context_by_type_and_name("system.Pipeline", "linear")
+    run_context = store.get_context_by_type_and_name("system.PipelineRun", "linear-1")
+    assert [c.id for c in store.get_parent_contexts_by_context(run_context.id)] == [pipeline_context.id]
+    run_root = str(tmp_path / "root" / "linear" / "linear-1")
+    assert {k: v.string_value for k, v in run_context.custom_properties.items()} == {
+        "namespace": "local",
+        "resource_name": "run-resource",
+        "pipeline_root": run_root,
+        "store_session_info": '{"Provider":"local","Params":{}}',
+    }
+
+    view = RunView(store, "linear-1")
+    assert set(view.by_key) == {"", "make-dataset", "count-rows"}
+    root = view.execution("")
+    assert root.name == "run/linear-1" and root.type == "system.DAGExecution"
+    assert view.state("") == "COMPLETE"
+    assert view.prop("", "inputs") == {"rows": 5}
+    assert view.prop("", "display_name") == "" and view.prop("", "task_name") == ""
+
+    make = view.execution("make-dataset")
+    assert make.type == "system.ContainerExecution"
+    assert view.state("make-dataset") == "COMPLETE"
+    assert view.prop("make-dataset", "display_name") == "make data"
+    assert view.prop("make-dataset", "task_name") == "make-dataset"
+    assert view.prop("make-dataset", "parent_dag_id") == root.id
+    assert view.prop("make-dataset", "inputs") == {"rows": 5}
+    assert view.prop("make-dataset", "image") == "python:3.11-slim"
+    assert view.prop("count-rows", "outputs") == {"Output": 5}
+
+    [dataset_id] = view.outputs("make-dataset")["data"]
+    assert view.inputs("count-rows") == {"data": [dataset_id]}
+    assert view.inputs("make-dataset") == {}
+    dataset = view.artifact(dataset_id)
+    assert dataset.type == "system.Dataset"
+    assert dataset.state == mlmd_pb.Artifact.LIVE
+    assert dataset.uri.startswith(run_root + "/make-dataset/") and dataset.uri.endswith("/data")
+    assert os.path.isfile(dataset.uri)
+    props = dataset.custom_properties
+    assert props["rows"].double_value == 5.0
+    assert props["source"].string_value == "generated"
+    assert props["ok"].int_value == 1
+    assert props["display_name"].string_value == "data"
+    assert list(props["columns"].struct_value["list"]) == ["x"]
+
+    # every execution associated, every artifact attributed, to both contexts
+    for context in (pipeline_context, run_context):
+        assert {e.id for e in store.get_executions_by_context(context.id)} == {e.id for e in view.executions}
+        assert [a.id for a in store.get_artifacts_by_context(context.id)] == [dataset_id]
+
+
+def test_fan_out_and_fan_in(tmp_path, sqlite_url):
+    result = run(pipelines.fan_out_in, tmp_path, sqlite_url, run_id="fan-1")
+
+    assert result.state == "COMPLETE"
+    view = RunView(conftest.open_store(sqlite_url), "fan-1")
+    [left] = view.outputs("make-dataset")["data"]
+    [right] = view.outputs("make-dataset-2")["data"]
+    assert view.inputs("combine") == {"left": [left], "right": [right]}
+    [merged] = view.outputs("combine")["merged"]
+    assert view.inputs("count-rows") == {"data": [merged]}
+    assert view.inputs("count-rows-2") == {"data": [left]}
+    assert result.tasks["count-rows"].outputs["Output"] == {"value": 5}
+
+
+def test_independent_tasks_run_in_parallel(tmp_path, sqlite_url):
+    result = run(pipelines.fan_out_in, tmp_path, sqlite_url, run_id="fan-par", max_parallel=2)
+    assert result.state == "COMPLETE"
+    view = RunView(conftest.open_store(sqlite_url), "fan-par")
+    first, second = view.execution("make-dataset"), view.execution("make-dataset-2")
+    # both producers were started (created) before either was published
+    assert first.create_time_since_epoch < second.last_update_time_since_epoch
+    assert second.create_time_since_epoch < first.last_update_time_since_epoch
+
+
+def test_nested_pipelines_are_dag_executions_with_artifacts_passed_through(tmp_path, any_store_url):
+    result = run(pipelines.nested, tmp_path, any_store_url, run_id="nested-1")
+
+    assert result.state == "COMPLETE"
+    view = RunView(conftest.open_store(any_store_url), "nested-1")
+    assert set(view.by_key) == {"", "prepare", "prepare/make-dataset", "consume", "consume/count-rows"}
+    for dag in ("prepare", "consume"):
+        assert view.execution(dag).type == "system.DAGExecution"
+        assert view.state(dag) == "COMPLETE"
+        assert view.prop(dag, "total_dag_tasks") == 1
+    assert view.prop("prepare/make-dataset", "parent_dag_id") == view.execution("prepare").id
+    [dataset_id] = view.outputs("prepare/make-dataset")["data"]
+    assert view.outputs("prepare") == {}  # DAG outputs get no OUTPUT events, as in the backend
+    assert view.inputs("consume") == {"data": [dataset_id]}
+    assert view.inputs("consume/count-rows") == {"data": [dataset_id]}
+    assert view.prop("consume", "outputs") == {"Output": 4}
+    assert result.tasks["consume"].outputs["Output"] == {"value": 4}
+
+
+@pytest.mark.parametrize(
+    "value, expected_branch",
+    [(5, "condition-2"), (3, "condition-3"), (1, "condition-4")],
+)
+def test_if_elif_else_runs_one_branch_and_cancels_the_others(tmp_path, sqlite_url, value, expected_branch):
+    result = run(pipelines.branches, tmp_path, sqlite_url, arguments={"value": value}, run_id=f"branches-{value}")
+
+    assert result.state == "COMPLETE"
+    view = RunView(conftest.open_store(sqlite_url), f"branches-{value}")
+    conditions = {k: view.state(k) for k in view.by_key if k.startswith("condition-branches-1/")}
+    expected = {
+        f"condition-branches-1/{branch}": "COMPLETE" if branch == expected_branch else "CANCELED"
+        for branch in ("condition-2", "condition-3", "condition-4")
+    }
+    ran = [k for k in conditions if k.count("/") == 2]
+    assert ran == [f"condition-branches-1/{expected_branch}/{ran[0].rsplit('/', 1)[1]}"]
+    del conditions[ran[0]]
+    assert conditions == expected
+    assert view.state(ran[0]) == "COMPLETE"
+    # the `mode == "slow"` condition is false: its DAG is CANCELED and its task never created
+    assert view.state("condition-5") == "CANCELED"
+    assert not [k for k in view.by_key if k.startswith("condition-5/")]
+    assert view.state("condition-branches-1") == "COMPLETE"
+    assert view.state("") == "COMPLETE"
+
+
+def test_true_condition_on_a_pipeline_parameter(tmp_path, sqlite_url):
+    result = run(pipelines.branches, tmp_path, sqlite_url, arguments={"mode": "slow"}, run_id="slow")
+    assert result.tasks["condition-5"].state == "COMPLETE"
+    assert result.tasks["condition-5/echo-4"].outputs["Output"] == {"value": "slow mode"}
+
+
+def test_failed_task_fails_its_dag_and_stops_downstream(tmp_path, any_store_url):
+    result = run(pipelines.failing, tmp_path, any_store_url, run_id="failing-1")
+
+    assert result.state == "FAILED"
+    failed = result.tasks["fail"]
+    assert failed.state == "FAILED"
+    assert "boom: the data is bad" in failed.error
+    assert os.path.isfile(failed.log_path) and "RuntimeError" in open(failed.log_path).read()
+    assert "count-rows" not in result.tasks  # downstream of a failure: never started, not recorded
+
+    view = RunView(conftest.open_store(any_store_url), "failing-1")
+    assert set(view.by_key) == {"", "make-dataset", "fail"}
+    assert view.state("fail") == "FAILED"
+    assert view.outputs("fail") == {}
+    assert view.state("make-dataset") == "COMPLETE"
+    assert view.state("") == "FAILED"
+    # no dangling events: every event points at an existing artifact
+    artifact_ids = {e.artifact_id for e in view.events}
+    assert len(view.store.get_artifacts_by_id(list(artifact_ids))) == len(artifact_ids)
+
+
+def test_one_artifact_bound_to_two_inputs_gets_one_input_event(tmp_path, sqlite_url):
+    result = run(pipelines.same_artifact_twice, tmp_path, sqlite_url, run_id="twice")
+
+    assert result.state == "COMPLETE"
+    view = RunView(conftest.open_store(sqlite_url), "twice")
+    [dataset_id] = view.outputs("make-dataset")["data"]
+    assert view.inputs("combine") == {"left": [dataset_id]}
+    assert view.prop("combine", "merged_input_keys") == {"right": "left"}
+
+
+def test_seed_query_style_finds_the_training_data_of_a_model(tmp_path, sqlite_url):
+    """The query the seed code runs against a KFP store works unchanged on ours."""
+    run(pipelines.fan_out_in, tmp_path, sqlite_url, run_id="seed-0")
+    result = run_module.run_pipeline(
+        "tests/fixtures/pipelines.py:linear", {}, store=sqlite_url, pipeline_root=str(tmp_path / "root")
+    )
+    assert result.state == "COMPLETE"
+    store = conftest.open_store(sqlite_url)
+    [dataset] = [a for a in store.get_artifacts_by_type("system.Dataset") if a.uri == result.tasks[
+        "make-dataset"].outputs["data"]["uri"]]
+    events = store.get_events_by_artifact_ids([dataset.id])
+    [producer] = [e.execution_id for e in events if e.type == mlmd_pb.Event.OUTPUT]
+    [execution] = store.get_executions_by_id([producer])
+    assert execution.custom_properties["task_name"].string_value == "make-dataset"
+
+
+def test_run_id_cannot_be_reused(tmp_path, sqlite_url):
+    from kfp_lineage import errors
+
+    run(pipelines.linear, tmp_path, sqlite_url, run_id="again")
+    with pytest.raises(errors.InvalidInputError, match="run id 'again' is already recorded"):
+        run(pipelines.linear, tmp_path, sqlite_url, run_id="again")
