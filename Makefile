@@ -3,7 +3,6 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3.10 || command -v p
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-CODE_VERSION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 
 .PHONY: setup demo test test-fast specs check-specs lock clean
 
@@ -16,9 +15,10 @@ $(STAMP): pyproject.toml components/pyproject.toml constraints.txt
 		-e ./components -e '.[test]'
 	touch $(STAMP)
 
+# `kfp-lineage run` fills the pipeline's code_version parameter with this checkout's git commit.
 demo: setup
-	$(BIN)/kfp-lineage run specs/training.yaml --param code_version=$(CODE_VERSION)
-	$(BIN)/kfp-lineage trace --latest-model
+	$(BIN)/kfp-lineage run specs/training.yaml
+	$(BIN)/kfp-lineage trace latest/train/model
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -30,6 +31,36 @@ from kfp_lineage import errors
 ContainerSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec
 
 EXECUTOR_OUTPUT_FILE = "executor_output.json"
+
+
+class RunningProcesses:
+    """The live task processes of one run, so an interrupted run can stop them all at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._processes: set = set()
+        self.canceled = False
+
+    def add(self, process: subprocess.Popen) -> bool:
+        """Tracks a started process; False (and the process is killed) when the run was already canceled."""
+        with self._lock:
+            if not self.canceled:
+                self._processes.add(process)
+                return True
+        _signal_group(process, signal.SIGKILL)
+        return False
+
+    def discard(self, process: subprocess.Popen) -> None:
+        with self._lock:
+            self._processes.discard(process)
+
+    def cancel_all(self) -> None:
+        """Kills every tracked process group; processes started later are killed as they are added."""
+        with self._lock:
+            self.canceled = True
+            processes = list(self._processes)
+        for process in processes:
+            _signal_group(process, signal.SIGKILL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +92,7 @@ class TaskLaunch:
     cwd: str
     env: Mapping[str, str]
     timeout: Optional[float] = None
+    processes: Optional["RunningProcesses"] = None
 
 
 @dataclasses.dataclass
@@ -73,6 +105,7 @@ class TaskOutcome:
     duration: float
     error: str = ""
     returncode: Optional[int] = None
+    canceled: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +194,7 @@ def build_command(launch: TaskLaunch) -> Tuple[List[str], pipeline_spec_pb2.Exec
     argv = placeholder_utils.replace_placeholders(
         full_command=raw_command,
         executor_input_dict=executor_input_dict,
-        pipeline_resource_name=launch.pipeline_name,
+        pipeline_resource_name=launch.run_id,
         task_resource_name=launch.label,
         pipeline_root=launch.pipeline_root,
         unique_pipeline_id=launch.run_id,
@@ -247,6 +280,8 @@ def run_task(launch: TaskLaunch) -> TaskOutcome:
             )
         except OSError as e:
             return TaskOutcome(False, {}, {}, time.monotonic() - started, error=f"cannot start {argv[0]}: {e}")
+        if launch.processes is not None:
+            launch.processes.add(process)
         try:
             returncode = process.wait(timeout=launch.timeout)
         except subprocess.TimeoutExpired:
@@ -257,6 +292,11 @@ def run_task(launch: TaskLaunch) -> TaskOutcome:
         except BaseException:
             _kill_process_group(process)
             raise
+        finally:
+            if launch.processes is not None:
+                launch.processes.discard(process)
+        if launch.processes is not None and launch.processes.canceled:
+            return TaskOutcome(False, {}, {}, time.monotonic() - started, error="canceled", canceled=True)
     duration = time.monotonic() - started
     if returncode != 0:
         reason = f"killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
@@ -269,6 +309,13 @@ def run_task(launch: TaskLaunch) -> TaskOutcome:
     except (ValueError, json_format.ParseError) as e:
         return TaskOutcome(False, {}, {}, duration, error=f"its outputs cannot be read: {e}", returncode=0)
     return TaskOutcome(True, parameters, artifacts, duration, returncode=0)
+
+
+def _signal_group(process: subprocess.Popen, signal_number: int) -> None:
+    try:
+        os.killpg(process.pid, signal_number)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _kill_process_group(process: subprocess.Popen) -> None:

@@ -3,12 +3,13 @@ parallel, rolls states up, and tells the recorder what happened. Knows neither S
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import os
 import time
 import uuid
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Deque, Dict, List, Mapping, Optional, Tuple
 
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
@@ -20,6 +21,8 @@ PipelineTaskSpec = pipeline_spec_pb2.PipelineTaskSpec
 ComponentSpec = pipeline_spec_pb2.ComponentSpec
 
 COMPLETE, FAILED, CANCELED, NOT_RUN = "COMPLETE", "FAILED", "CANCELED", "NOT_RUN"
+QUEUED, RUNNING = "QUEUED", "RUNNING"
+_FINAL = (COMPLETE, FAILED, CANCELED, NOT_RUN)
 _MLMD_STATE = {
     COMPLETE: mlmd_pb.Execution.COMPLETE,
     FAILED: mlmd_pb.Execution.FAILED,
@@ -110,6 +113,7 @@ class _Frame:
     states: Dict[str, str] = dataclasses.field(default_factory=dict)
     outputs: Dict[str, _ProducedOutputs] = dataclasses.field(default_factory=dict)
     started: float = dataclasses.field(default_factory=time.monotonic)
+    finished: bool = False
 
     @property
     def tasks(self) -> Mapping[str, PipelineTaskSpec]:
@@ -117,6 +121,19 @@ class _Frame:
 
     def child_key(self, name: str) -> str:
         return f"{self.key}/{name}" if self.key else name
+
+
+@dataclasses.dataclass
+class _QueuedTask:
+    """A container task whose inputs are resolved, waiting for a free slot."""
+
+    frame: _Frame
+    name: str
+    component: ComponentSpec
+    parameters: Dict[str, Any]
+    artifacts: Dict[str, List[launcher.InputArtifact]]
+    properties: Dict[str, Any]
+    input_ids: Dict[str, List[int]]
 
 
 class _TaskInputError(Exception):
@@ -217,6 +234,8 @@ class Orchestrator:
         self._contexts: Optional[recorder.RunContexts] = None
         self._root: Optional[_Frame] = None
         self._task_env: Dict[str, str] = {}
+        self._processes = launcher.RunningProcesses()
+        self._queue: Deque[_QueuedTask] = collections.deque()
 
     def run(self) -> RunResult:
         """Runs every task and records the run; returns when the root DAG is final."""
@@ -247,12 +266,26 @@ class Orchestrator:
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.options.max_parallel)
         try:
             self._advance(self._root)
+            self._launch_queued()
             while self._futures:
-                done, _ = concurrent.futures.wait(self._futures, return_when=concurrent.futures.FIRST_COMPLETED)
+                try:
+                    done, _ = concurrent.futures.wait(
+                        self._futures, return_when=concurrent.futures.FIRST_COMPLETED
+                    )
+                except KeyboardInterrupt:
+                    # Stop every running task, start nothing new, and keep draining so each execution and DAG
+                    # still gets a final state; then let the interrupt through.
+                    self._processes.cancel_all()
+                    self._failed = True
+                    self.reporter.warn("interrupted: stopping running tasks")
+                    continue
                 for future in done:
                     self._task_done(future)
+                self._launch_queued()
         finally:
             self._pool.shutdown(wait=True)
+        if self._processes.canceled:
+            raise KeyboardInterrupt
         state = self.results.get("", TaskResult("", FAILED, root_execution)).state
         self.results.pop("", None)
         counts: Dict[str, int] = {}
@@ -287,14 +320,14 @@ class Orchestrator:
                     progressed = True
                     continue
                 dependency_states = [frame.states.get(dep) for dep in task.dependent_tasks]
-                if any(state in (None, "RUNNING") for state in dependency_states):
+                if any(state not in _FINAL for state in dependency_states):
                     continue
                 if any(state in (FAILED, NOT_RUN) for state in dependency_states):
                     frame.states[name] = NOT_RUN
                 else:
                     self._start_task(frame, name, task)
                 progressed = True
-        if all(frame.states.get(name) in (COMPLETE, FAILED, CANCELED, NOT_RUN) for name in frame.tasks):
+        if all(frame.states.get(name) in _FINAL for name in frame.tasks):
             self._finish_frame(frame)
 
     def _start_task(self, frame: _Frame, name: str, task: PipelineTaskSpec) -> None:
@@ -331,7 +364,7 @@ class Orchestrator:
             execution_id = self.recorder.create_execution(
                 self._contexts, execution_type, properties, input_artifacts=input_ids
             )
-            frame.states[name] = "RUNNING"
+            frame.states[name] = RUNNING
             child = _Frame(
                 key=key,
                 component=component,
@@ -343,12 +376,33 @@ class Orchestrator:
             )
             self._advance(child)
             return
+        frame.states[name] = QUEUED
+        self._queue.append(_QueuedTask(frame, name, component, parameters, artifacts, properties, input_ids))
+
+    def _launch_queued(self) -> None:
+        """Starts queued container tasks while fewer than max_parallel run.
+
+        The execution is created only now, so RUNNING in the store means the process is really running.
+        After a failure, queued tasks are dropped (not run, not recorded) and their DAGs move on.
+        """
+        while self._queue and (self._failed or len(self._futures) < self.options.max_parallel):
+            queued = self._queue.popleft()
+            if self._failed:
+                queued.frame.states[queued.name] = NOT_RUN
+                self._advance(queued.frame)
+            else:
+                self._launch(queued)
+
+    def _launch(self, queued: "_QueuedTask") -> None:
+        frame, name, component = queued.frame, queued.name, queued.component
+        key = frame.child_key(name)
         executor = self.deployment.executors[component.executor_label]
-        properties["image"] = executor.container.image
+        properties = dict(queued.properties, image=executor.container.image)
         execution_id = self.recorder.create_execution(
-            self._contexts, execution_type, properties, input_artifacts=input_ids
+            self._contexts, recorder.CONTAINER_EXECUTION_TYPE, properties, input_artifacts=queued.input_ids
         )
-        frame.states[name] = "RUNNING"
+        frame.states[name] = RUNNING
+        parameters, artifacts = queued.parameters, queued.artifacts
         task_dir = os.path.join(self.run_root, name, str(uuid.uuid4()))
         launch = launcher.TaskLaunch(
             label=key,
@@ -365,6 +419,7 @@ class Orchestrator:
             cwd=self.options.cwd,
             env=self._task_env,
             timeout=self.options.task_timeout,
+            processes=self._processes,
         )
         os.makedirs(os.path.dirname(launch.log_path), exist_ok=True)
         self.reporter.task_started(key)
@@ -386,9 +441,10 @@ class Orchestrator:
                     error=f"output URI {escaped[0]} is outside the run's directory {self.run_root}",
                 )
         if not outcome.succeeded:
-            self.recorder.publish_execution(self._contexts, execution_id, mlmd_pb.Execution.FAILED)
+            state = CANCELED if outcome.canceled else FAILED
+            self.recorder.publish_execution(self._contexts, execution_id, _MLMD_STATE[state])
             self._set_final(
-                frame, name, key, FAILED, execution_id, duration=outcome.duration, error=outcome.error,
+                frame, name, key, state, execution_id, duration=outcome.duration, error=outcome.error,
                 log_path=launch.log_path,
             )
             self._advance(frame)
@@ -453,7 +509,12 @@ class Orchestrator:
 
     def _finish_frame(self, frame: _Frame) -> None:
         """Publishes a DAG whose children are all final, and hands its outputs to the parent."""
-        failed = any(state in (FAILED, NOT_RUN) for state in frame.states.values())
+        if frame.finished:  # a child finishing synchronously may already have finished this frame
+            return
+        frame.finished = True
+        failed = any(state in (FAILED, NOT_RUN) for state in frame.states.values()) or (
+            self._processes.canceled and any(state == CANCELED for state in frame.states.values())
+        )
         state = FAILED if failed else COMPLETE
         produced = _ProducedOutputs(parameters={}, artifacts={})
         outputs: Dict[str, Dict[str, Any]] = {}

@@ -203,3 +203,47 @@ def test_run_id_cannot_be_reused(tmp_path, sqlite_url):
     run(pipelines.linear, tmp_path, sqlite_url, run_id="again")
     with pytest.raises(errors.InvalidInputError, match="run id 'again' is already recorded"):
         run(pipelines.linear, tmp_path, sqlite_url, run_id="again")
+
+
+def test_max_parallel_one_runs_tasks_one_at_a_time(tmp_path, sqlite_url):
+    run(pipelines.fan_out_in, tmp_path, sqlite_url, run_id="serial", max_parallel=1)
+    view = RunView(conftest.open_store(sqlite_url), "serial")
+    spans = sorted(
+        (e.create_time_since_epoch, e.last_update_time_since_epoch)
+        for e in view.executions if e.type == "system.ContainerExecution"
+    )
+    assert len(spans) == 5
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert end <= start
+
+
+class _Collect:
+    def __init__(self):
+        self.warnings = []
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+    def warn(self, message):
+        self.warnings.append(message)
+
+
+def test_a_mismatched_requirement_warns_and_runs_with_the_installed_version(tmp_path, sqlite_url):
+    reporter = _Collect()
+    result = run(pipelines.old_click, tmp_path, sqlite_url, reporter=reporter)
+    assert result.state == "COMPLETE"
+    import importlib.metadata
+
+    assert reporter.warnings == [
+        f"a task asks for click==1.0 (installed: {importlib.metadata.version('click')}); "
+        "running with the installed version"
+    ]
+
+
+def test_a_missing_requirement_is_refused_before_anything_runs(tmp_path, sqlite_url):
+    from kfp_lineage import errors
+
+    with pytest.raises(errors.InvalidInputError, match=r"a task needs surely-not-installed-pkg==1.0 \(not installed\); "
+                       r"kfp-lineage never installs packages"):
+        run(pipelines.missing_package, tmp_path, sqlite_url)
+    assert not os.path.exists(sqlite_url)

@@ -1,0 +1,126 @@
+"""Compiling a project's pipelines and components to checked-in IR YAML (`kfp-lineage compile`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import filecmp
+import importlib
+import importlib.util
+import os
+import pkgutil
+import sys
+import tempfile
+from typing import Dict, List
+
+from kfp import compiler
+from kfp.dsl import base_component, graph_component
+
+from kfp_lineage import errors
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledFile:
+    """One spec file and whether compiling changed it."""
+
+    path: str
+    kind: str  # "pipeline" or "component"
+    changed: bool
+
+
+def find_pipelines(pipelines_dir: str) -> Dict[str, graph_component.GraphComponent]:
+    """Every `@dsl.pipeline` defined at module level in the .py files of `pipelines_dir`, by pipeline name.
+
+    Raises:
+        InvalidInputError: the directory is missing, or two pipelines share a name.
+    """
+    if not os.path.isdir(pipelines_dir):
+        raise errors.InvalidInputError(f"pipelines directory {pipelines_dir} does not exist: pass --pipelines-dir")
+    found: Dict[str, graph_component.GraphComponent] = {}
+    for filename in sorted(os.listdir(pipelines_dir)):
+        if not filename.endswith(".py") or filename.startswith("_"):
+            continue
+        path = os.path.join(pipelines_dir, filename)
+        module_name = f"_kfp_lineage_pipelines_{filename[:-3]}"
+        module_spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_name] = module
+        module_spec.loader.exec_module(module)
+        for value in vars(module).values():
+            defined_here = getattr(getattr(value, "pipeline_func", None), "__module__", None) == module_name
+            if isinstance(value, graph_component.GraphComponent) and defined_here:
+                name = value.component_spec.name
+                if name in found and found[name] is not value:
+                    raise errors.InvalidInputError(f"two pipelines are named {name!r} in {pipelines_dir}")
+                found[name] = value
+    return found
+
+
+def find_components(components_dir: str) -> Dict[str, base_component.BaseComponent]:
+    """Every component (not pipeline) defined at module level in the packages under `components_dir`.
+
+    Private modules (`_name.py`) are skipped; a component is listed under its KFP name (`deploy_local` ->
+    `deploy-local`).
+    """
+    if not os.path.isdir(components_dir):
+        raise errors.InvalidInputError(f"components directory {components_dir} does not exist: pass --components-dir")
+    found: Dict[str, base_component.BaseComponent] = {}
+    sys.path.insert(0, os.path.abspath(components_dir))
+    try:
+        for package in sorted(os.listdir(components_dir)):
+            if not os.path.isfile(os.path.join(components_dir, package, "__init__.py")):
+                continue
+            importlib.import_module(package)
+            for info in pkgutil.iter_modules([os.path.join(components_dir, package)]):
+                if info.name.startswith("_"):
+                    continue
+                module = importlib.import_module(f"{package}.{info.name}")
+                for value in vars(module).values():
+                    defined_here = getattr(getattr(value, "python_func", None), "__module__", None) == module.__name__
+                    is_pipeline = isinstance(value, graph_component.GraphComponent)
+                    if isinstance(value, base_component.BaseComponent) and defined_here and not is_pipeline:
+                        found[value.name] = value
+    finally:
+        sys.path.remove(os.path.abspath(components_dir))
+    return found
+
+
+def compile_project(pipelines_dir: str, components_dir: str, output_dir: str, check: bool = False) -> List[CompiledFile]:
+    """Compiles pipelines to `<output_dir>/<name>.yaml` and components to `<output_dir>/components/<name>.yaml`.
+
+    Args:
+        check: compile to a temporary place and only report which files differ; write nothing.
+
+    Returns:
+        One entry per spec, with `changed` telling whether it differs from what was on disk.
+    """
+    targets = [(name, "pipeline", comp, os.path.join(output_dir, f"{name}.yaml"))
+               for name, comp in sorted(find_pipelines(pipelines_dir).items())]
+    targets += [(name, "component", comp, os.path.join(output_dir, "components", f"{name}.yaml"))
+                for name, comp in sorted(find_components(components_dir).items())]
+    results: List[CompiledFile] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, kind, component, destination in targets:
+            fresh = os.path.join(tmp, f"{kind}-{name}.yaml")
+            compiler.Compiler().compile(component, fresh)
+            changed = not (os.path.isfile(destination) and filecmp.cmp(fresh, destination, shallow=False))
+            if changed and not check:
+                os.makedirs(os.path.dirname(destination), exist_ok=True)
+                _copy(fresh, destination)
+            results.append(CompiledFile(destination, kind, changed))
+    expected = {destination for _, _, _, destination in targets}
+    for directory, kind in ((output_dir, "pipeline"), (os.path.join(output_dir, "components"), "component")):
+        if os.path.isdir(directory):
+            for filename in sorted(os.listdir(directory)):
+                path = os.path.join(directory, filename)
+                if filename.endswith(".yaml") and not filename.endswith(".lineage.yaml") and path not in expected:
+                    results.append(CompiledFile(path, f"stale {kind} (no source)", True))
+    return results
+
+
+def _copy(source: str, destination: str) -> None:
+    with open(source, "rb") as f:
+        data = f.read()
+    temporary = destination + ".tmp"
+    with open(temporary, "wb") as f:
+        f.write(data)
+    os.replace(temporary, destination)
