@@ -434,7 +434,12 @@ class Orchestrator:
         except Exception as e:  # a bug in launching, not in the task: record it, keep the store consistent
             outcome = launcher.TaskOutcome(False, {}, {}, 0.0, error=f"could not run the task: {e!r}")
         if outcome.succeeded:
-            escaped = [a.uri for arts in outcome.artifacts.values() for a in arts if not _inside(a.uri, self.run_root)]
+            # A local output must stay under the run's directory; a URI with a scheme names a remote resource
+            # (GCPC's google.VertexModel carries its https://...aiplatform... resource URI) and is not a path.
+            escaped = [
+                a.uri for arts in outcome.artifacts.values() for a in arts
+                if "://" not in a.uri and not _inside(a.uri, self.run_root)
+            ]
             if escaped:
                 outcome = launcher.TaskOutcome(
                     False, {}, {}, outcome.duration,
@@ -625,8 +630,6 @@ _MISSING = object()
 
 def _inside(uri: str, directory: str) -> bool:
     """Whether a local path lies inside `directory` (after resolving `..` and links)."""
-    if "://" in uri:
-        return False
     real = os.path.realpath(uri)
     base = os.path.realpath(directory)
     return real == base or real.startswith(base + os.sep)

@@ -247,3 +247,13 @@ def test_a_missing_requirement_is_refused_before_anything_runs(tmp_path, sqlite_
                        r"kfp-lineage never installs packages"):
         run(pipelines.missing_package, tmp_path, sqlite_url)
     assert not os.path.exists(sqlite_url)
+
+
+def test_an_output_moved_outside_the_run_directory_fails_the_task(tmp_path, sqlite_url):
+    result = run(pipelines.escape, tmp_path, sqlite_url, arguments={"target": str(tmp_path / "outside")},
+                 run_id="escape")
+    assert result.state == "FAILED"
+    assert result.tasks["write-elsewhere"].error.startswith(f"output URI {tmp_path / 'outside'} is outside the run's")
+    view = RunView(conftest.open_store(sqlite_url), "escape")
+    assert view.outputs("write-elsewhere") == {}
+    assert view.store.get_artifacts() == []

@@ -1,0 +1,36 @@
+"""Task image and pinned requirements for every component: the one place to bump a version.
+
+Each component's task pip-installs its list at start-up, so a compiled spec runs the same code
+wherever it runs. Keep the pins in step with components/pyproject.toml and constraints.txt
+(tests/components/test_shared.py checks both).
+"""
+
+from typing import List
+
+BASE_IMAGE = "python:3.11-slim"
+
+COMPONENTS_REQUIREMENT = "kfp-lineage-components==0.1.0"
+
+# KFP injects its own `pip install kfp` only when no requirement starts with "kfp"; ours does
+# ("kfp-lineage-components"), so the task would have no executor unless kfp is pinned here.
+KFP_REQUIREMENTS = ["kfp==2.13.0", "protobuf==4.25.9"]
+
+PACKAGES_TO_INSTALL: List[str] = KFP_REQUIREMENTS + [
+    "pandas==3.1.1",
+    "pyarrow==26.0.1",
+    "scikit-learn==1.9.1",
+    "joblib==1.6.0",
+    COMPONENTS_REQUIREMENT,
+]
+
+# ingest reads gs:// objects and bq:// tables/queries.
+GCS_BIGQUERY_PACKAGES: List[str] = PACKAGES_TO_INSTALL + [
+    "google-cloud-storage==3.17.1",
+    "google-cloud-bigquery==3.47.0",
+]
+
+# deploy_vertex calls Vertex AI; its compiled source imports the GCPC artifact types.
+VERTEX_PACKAGES: List[str] = PACKAGES_TO_INSTALL + [
+    "google-cloud-aiplatform==1.165.1",
+    "google-cloud-pipeline-components==2.22.0",
+]
