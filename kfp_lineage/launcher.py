@@ -187,6 +187,12 @@ def build_command(launch: TaskLaunch) -> Tuple[List[str], pipeline_spec_pb2.Exec
     """The task's resolved argv (pip prefix removed) and the ExecutorInput it is given."""
     executor_input = build_executor_input(launch)
     executor_input_dict = executor_input_utils.executor_input_to_dict(executor_input, launch.component_spec)
+    # The dict round-trips every number through a protobuf double; put back the Python values (ints stay ints,
+    # also for f-string inputs a component does not declare, and inside lists and dicts).
+    parameter_values = executor_input_dict.get("inputs", {}).get("parameterValues", {})
+    for name, value in launch.parameters.items():
+        if name in parameter_values:
+            parameter_values[name] = whole_numbers_as_ints(value) if isinstance(value, (list, dict)) else value
     raw_command = list(launch.container.command) + list(launch.container.args)
     prefix = split_pip_prefix(list(launch.container.command))
     if prefix is not None:
@@ -200,6 +206,18 @@ def build_command(launch: TaskLaunch) -> Tuple[List[str], pipeline_spec_pb2.Exec
         unique_pipeline_id=launch.run_id,
     )
     return argv, executor_input
+
+
+def whole_numbers_as_ints(value: Any) -> Any:
+    """protobuf Struct numbers are doubles; the backend's Go JSON encoder writes 4.0 as `4`, so a task reading
+    a list of ints (e.g. dsl.Collected outputs) gets ints. Python's encoder would write `4.0`; match the backend."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [whole_numbers_as_ints(v) for v in value]
+    if isinstance(value, dict):
+        return {k: whole_numbers_as_ints(v) for k, v in value.items()}
+    return value
 
 
 def build_executor_input(launch: TaskLaunch) -> pipeline_spec_pb2.ExecutorInput:
@@ -362,6 +380,7 @@ def collect_outputs(
         for name, value in executor_output.parameter_values.items()
     }
     parameters = executor_output_utils.cast_protobuf_numbers(parameters, component_spec.output_definitions.parameters)
+    parameters = {name: whole_numbers_as_ints(v) if isinstance(v, (list, dict)) else v for name, v in parameters.items()}
     missing = sorted(set(component_spec.output_definitions.parameters) - set(parameters))
     if missing:
         raise ValueError(f"output parameter {missing[0]!r} was not written")

@@ -1,5 +1,9 @@
-"""Scheduling a compiled pipeline's DAGs: resolves task inputs, evaluates conditions, runs ready tasks in
-parallel, rolls states up, and tells the recorder what happened. Knows neither SQL nor subprocess details."""
+"""Scheduling a compiled pipeline's DAGs: conditions, loops, exit handlers, retries, caching and importers; ready
+tasks run in parallel, states roll up, and the recorder is told what happened.
+
+Knows neither SQL nor subprocess details: inputs are resolved in resolution.py, tasks launched by launcher.py,
+records written by recorder.py.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +13,35 @@ import dataclasses
 import os
 import time
 import uuid
-from typing import Any, Deque, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
 
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-from kfp_lineage import conditions, errors, launcher, progress, recorder, spec as spec_module
+from kfp_lineage import caching, conditions, errors, launcher, preflight, progress, recorder, resolution
+from kfp_lineage import spec as spec_module
 
 PipelineTaskSpec = pipeline_spec_pb2.PipelineTaskSpec
 ComponentSpec = pipeline_spec_pb2.ComponentSpec
+Produced = resolution.Produced
 
-COMPLETE, FAILED, CANCELED, NOT_RUN = "COMPLETE", "FAILED", "CANCELED", "NOT_RUN"
+COMPLETE, FAILED, CANCELED, CACHED, NOT_RUN = "COMPLETE", "FAILED", "CANCELED", "CACHED", "NOT_RUN"
 QUEUED, RUNNING = "QUEUED", "RUNNING"
-_FINAL = (COMPLETE, FAILED, CANCELED, NOT_RUN)
+_FINAL = (COMPLETE, FAILED, CANCELED, CACHED, NOT_RUN)
+_SUCCEEDED = (COMPLETE, CACHED)
 _MLMD_STATE = {
     COMPLETE: mlmd_pb.Execution.COMPLETE,
     FAILED: mlmd_pb.Execution.FAILED,
     CANCELED: mlmd_pb.Execution.CANCELED,
+    CACHED: mlmd_pb.Execution.CACHED,
 }
+_RUNS_AFTER_FAILURE = PipelineTaskSpec.TriggerPolicy.ALL_UPSTREAM_TASKS_COMPLETED
 
 
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
-    """How to run: where outputs go, the run id, parallelism, and the task environment (read at the entry point)."""
+    """How to run: where outputs go, the run id, parallelism, caching, and the task environment."""
 
     pipeline_root: str
     run_id: str
@@ -40,11 +49,12 @@ class RunOptions:
     cwd: str
     env: Mapping[str, str]
     task_timeout: Optional[float] = None
+    enable_cache: bool = True
 
 
 @dataclasses.dataclass
 class TaskResult:
-    """One task's final record in a run (container tasks and DAGs alike)."""
+    """One task's final record in a run (container tasks, DAGs, loop iterations alike)."""
 
     key: str
     state: str
@@ -53,6 +63,8 @@ class TaskResult:
     duration: float = 0.0
     error: str = ""
     log_path: str = ""
+    attempts: int = 0
+    cached_execution_id: Optional[int] = None
 
     def to_json(self) -> Dict[str, Any]:
         data: Dict[str, Any] = {"state": self.state, "execution_id": self.execution_id, "outputs": self.outputs}
@@ -60,6 +72,10 @@ class TaskResult:
             data["error"] = self.error
         if self.log_path:
             data["log"] = self.log_path
+        if self.attempts > 1:
+            data["attempts"] = self.attempts
+        if self.cached_execution_id is not None:
+            data["cached_execution_id"] = self.cached_execution_id
         return data
 
 
@@ -76,6 +92,7 @@ class RunResult:
     root_execution_id: int
     duration: float
     tasks: Dict[str, TaskResult]
+    outputs: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:
@@ -89,29 +106,28 @@ class RunResult:
             "store": self.store,
             "pipeline_root": self.pipeline_root,
             "duration_seconds": round(self.duration, 3),
+            "outputs": self.outputs,
             "tasks": {key: task.to_json() for key, task in self.tasks.items()},
         }
 
 
-@dataclasses.dataclass
-class _ProducedOutputs:
-    parameters: Dict[str, Any]
-    artifacts: Dict[str, List[launcher.InputArtifact]]
+# on_done(state, produced, duration, error) of a DAG frame
+_DoneCallback = Callable[[str, Produced, float, str], None]
 
 
 @dataclasses.dataclass
 class _Frame:
-    """A DAG being run: the root, a sub-pipeline, or a condition branch."""
+    """A DAG being run: the root, a sub-pipeline, a condition branch or one loop iteration."""
 
     key: str
     component: ComponentSpec
     execution_id: int
     parameters: Dict[str, Any]
     artifacts: Dict[str, List[launcher.InputArtifact]]
-    parent: Optional["_Frame"]
-    name_in_parent: str
+    on_done: _DoneCallback
     states: Dict[str, str] = dataclasses.field(default_factory=dict)
-    outputs: Dict[str, _ProducedOutputs] = dataclasses.field(default_factory=dict)
+    outputs: Dict[str, Produced] = dataclasses.field(default_factory=dict)
+    final_statuses: Dict[str, resolution.FinalStatus] = dataclasses.field(default_factory=dict)
     started: float = dataclasses.field(default_factory=time.monotonic)
     finished: bool = False
 
@@ -124,85 +140,56 @@ class _Frame:
 
 
 @dataclasses.dataclass
+class _Loop:
+    """A dsl.ParallelFor task: its items and iterations (each a DAG frame keyed `<loop>/iteration-<i>`)."""
+
+    frame: _Frame
+    name: str
+    key: str
+    component: ComponentSpec
+    execution_id: int
+    display_name: str
+    item_input: str
+    items: List[Any]
+    items_are_artifacts: bool
+    parameters: Dict[str, Any]
+    artifacts: Dict[str, List[launcher.InputArtifact]]
+    limit: int
+    next_index: int = 0
+    running: int = 0
+    not_started: int = 0
+    states: Dict[int, str] = dataclasses.field(default_factory=dict)
+    results: Dict[int, Produced] = dataclasses.field(default_factory=dict)
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+
+@dataclasses.dataclass
 class _QueuedTask:
     """A container task whose inputs are resolved, waiting for a free slot."""
 
     frame: _Frame
     name: str
+    task: PipelineTaskSpec
     component: ComponentSpec
     parameters: Dict[str, Any]
     artifacts: Dict[str, List[launcher.InputArtifact]]
     properties: Dict[str, Any]
     input_ids: Dict[str, List[int]]
 
-
-class _TaskInputError(Exception):
-    """A task's inputs cannot be resolved (e.g. its producer did not run); the task fails."""
-
-
-def preflight(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> List[launcher.RequirementProblem]:
-    """Checks, before anything runs, that every task uses only features this runner supports.
-
-    Returns:
-        Requirement problems of lightweight components (missing or mismatched packages), for the caller to
-        report; none of them is installed.
-
-    Raises:
-        UnsupportedFeatureError: naming the first unsupported feature and the task using it.
-    """
-    deployment = _deployment_config(pipeline_spec)
-    problems: List[launcher.RequirementProblem] = []
-    seen_requirements: set = set()
-
-    def check_dag(component: ComponentSpec, where: str) -> None:
-        for name, task in component.dag.tasks.items():
-            label = f"{where}/{name}" if where else name
-            kind = task.WhichOneof("iterator")
-            if kind:
-                _unsupported("dsl.ParallelFor", label)
-            if task.trigger_policy.strategy == PipelineTaskSpec.TriggerPolicy.ALL_UPSTREAM_TASKS_COMPLETED:
-                _unsupported("dsl.ExitHandler / ignore_upstream_failure", label)
-            if task.HasField("retry_policy") and task.retry_policy.max_retry_count:
-                _unsupported("set_retry", label)
-            if task.trigger_policy.condition:
-                conditions.check_condition_syntax(task.trigger_policy.condition)
-            for input_name, parameter in task.inputs.parameters.items():
-                source = parameter.WhichOneof("kind")
-                if source == "task_final_status":
-                    _unsupported("dsl.PipelineTaskFinalStatus", label)
-                if parameter.parameter_expression_selector:
-                    _unsupported(f"parameter expression selector on input {input_name!r}", label)
-            child = pipeline_spec.components[task.component_ref.name]
-            if child.WhichOneof("implementation") == "dag":
-                for output in child.dag.outputs.parameters.values():
-                    if output.WhichOneof("kind") == "value_from_oneof":
-                        _unsupported("dsl.OneOf", label)
-                check_dag(child, label)
-                continue
-            executor = deployment.executors[child.executor_label]
-            if executor.WhichOneof("spec") != "container":
-                _unsupported(f"{executor.WhichOneof('spec')} executor (e.g. dsl.importer)", label)
-            prefix = launcher.split_pip_prefix(list(executor.container.command))
-            if prefix:
-                for requirement in prefix.requirements:
-                    if requirement not in seen_requirements:
-                        seen_requirements.add(requirement)
-                        problems.extend(launcher.check_requirements([requirement]))
-
-    check_dag(pipeline_spec.root, "")
-    return problems
+    @property
+    def runs_after_failure(self) -> bool:
+        return self.task.trigger_policy.strategy == _RUNS_AFTER_FAILURE
 
 
-def _unsupported(feature: str, task: str) -> None:
-    raise errors.UnsupportedFeatureError(
-        f"task {task!r} uses {feature}, which the local runner does not support yet: run it on a cluster"
-    )
+@dataclasses.dataclass
+class _Running:
+    """A submitted container task."""
 
-
-def _deployment_config(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> pipeline_spec_pb2.PipelineDeploymentConfig:
-    deployment = pipeline_spec_pb2.PipelineDeploymentConfig()
-    json_format.ParseDict(json_format.MessageToDict(pipeline_spec.deployment_spec), deployment)
-    return deployment
+    queued: _QueuedTask
+    execution_id: int
+    launch: launcher.TaskLaunch
+    fingerprint: str
+    attempt: int = 1
 
 
 class Orchestrator:
@@ -218,7 +205,7 @@ class Orchestrator:
         store_label: str,
     ):
         self.spec = pipeline_spec
-        self.deployment = _deployment_config(pipeline_spec)
+        self.deployment = preflight.deployment_config(pipeline_spec)
         self.arguments = dict(arguments)
         self.recorder = record
         self.options = options
@@ -229,16 +216,26 @@ class Orchestrator:
         self.scratch_root = os.path.join(self.run_root, ".kfp-lineage")
         self.results: Dict[str, TaskResult] = {}
         self._failed = False
-        self._futures: Dict[concurrent.futures.Future, Tuple[_Frame, str, int, launcher.TaskLaunch]] = {}
+        self._futures: Dict[concurrent.futures.Future, _Running] = {}
+        self._queue: Deque[_QueuedTask] = collections.deque()
+        self._processes = launcher.RunningProcesses()
         self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._contexts: Optional[recorder.RunContexts] = None
-        self._root: Optional[_Frame] = None
         self._task_env: Dict[str, str] = {}
-        self._processes = launcher.RunningProcesses()
-        self._queue: Deque[_QueuedTask] = collections.deque()
+        self._cache_index: Optional[Dict[str, int]] = None
+        self._root_result: Optional[TaskResult] = None
+        self._root_produced = Produced()
+
+    @property
+    def _interrupted(self) -> bool:
+        return self._processes.canceled
 
     def run(self) -> RunResult:
-        """Runs every task and records the run; returns when the root DAG is final."""
+        """Runs every task and records the run; returns when the root DAG is final.
+
+        Raises:
+            KeyboardInterrupt: after an interrupt, once every execution has a final state.
+        """
         started = time.monotonic()
         self._contexts = self.recorder.begin_run(self.pipeline_name, self.options.run_id, self.run_root)
         os.makedirs(self.scratch_root, exist_ok=True)
@@ -254,24 +251,17 @@ class Orchestrator:
             {"display_name": "", "task_name": "", "inputs": self.arguments},
             name=f"run/{self.options.run_id}",
         )
-        self._root = _Frame(
-            key="",
-            component=self.spec.root,
-            execution_id=root_execution,
-            parameters=dict(self.arguments),
-            artifacts={},
-            parent=None,
-            name_in_parent="",
+        root = _Frame(
+            key="", component=self.spec.root, execution_id=root_execution, parameters=dict(self.arguments),
+            artifacts={}, on_done=self._root_done,
         )
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.options.max_parallel)
         try:
-            self._advance(self._root)
+            self._advance(root)
             self._launch_queued()
             while self._futures:
                 try:
-                    done, _ = concurrent.futures.wait(
-                        self._futures, return_when=concurrent.futures.FIRST_COMPLETED
-                    )
+                    done, _ = concurrent.futures.wait(self._futures, return_when=concurrent.futures.FIRST_COMPLETED)
                 except KeyboardInterrupt:
                     # Stop every running task, start nothing new, and keep draining so each execution and DAG
                     # still gets a final state; then let the interrupt through.
@@ -284,50 +274,55 @@ class Orchestrator:
                 self._launch_queued()
         finally:
             self._pool.shutdown(wait=True)
-        if self._processes.canceled:
+        if self._interrupted:
             raise KeyboardInterrupt
-        state = self.results.get("", TaskResult("", FAILED, root_execution)).state
-        self.results.pop("", None)
+        root_result = self._root_result or TaskResult("", FAILED, root_execution)
         counts: Dict[str, int] = {}
         for task in self.results.values():
             counts[task.state] = counts.get(task.state, 0) + 1
         duration = time.monotonic() - started
-        self.reporter.run_finished(state, duration, counts)
+        self.reporter.run_finished(root_result.state, duration, counts)
         return RunResult(
             run_id=self.options.run_id,
             pipeline_name=self.pipeline_name,
-            state=state,
+            state=root_result.state,
             store=self.store_label,
             pipeline_root=self.options.pipeline_root,
             run_root=self.run_root,
             root_execution_id=root_execution,
             duration=duration,
             tasks=self.results,
+            outputs=root_result.outputs,
         )
 
-    # Scheduling -------------------------------------------------------------------------------------------
+    # Scheduling ---------------------------------------------------------------------------------------------------
 
     def _advance(self, frame: _Frame) -> None:
-        """Starts every task of `frame` whose dependencies are final; finishes the frame when all are final."""
+        """Starts every task of `frame` whose dependencies are final; finishes the frame when all tasks are final.
+
+        After a failure only tasks that run after upstream failures (exit handlers, ignore_upstream_failure) still
+        start; after an interrupt nothing does.
+        """
         progressed = True
-        while progressed:
+        while progressed and not frame.finished:
             progressed = False
             for name, task in frame.tasks.items():
                 if name in frame.states:
                     continue
-                if self._failed:
+                runs_after_failure = task.trigger_policy.strategy == _RUNS_AFTER_FAILURE
+                if self._interrupted or (self._failed and not runs_after_failure):
                     frame.states[name] = NOT_RUN
                     progressed = True
                     continue
                 dependency_states = [frame.states.get(dep) for dep in task.dependent_tasks]
                 if any(state not in _FINAL for state in dependency_states):
                     continue
-                if any(state in (FAILED, NOT_RUN) for state in dependency_states):
+                if not runs_after_failure and any(state in (FAILED, NOT_RUN) for state in dependency_states):
                     frame.states[name] = NOT_RUN
                 else:
                     self._start_task(frame, name, task)
                 progressed = True
-        if all(frame.states.get(name) in _FINAL for name in frame.tasks):
+        if not frame.finished and all(frame.states.get(name) in _FINAL for name in frame.tasks):
             self._finish_frame(frame)
 
     def _start_task(self, frame: _Frame, name: str, task: PipelineTaskSpec) -> None:
@@ -340,13 +335,16 @@ class Orchestrator:
             "task_name": name,
             "parent_dag_id": frame.execution_id,
         }
+        view = resolution.DagView(frame.parameters, frame.artifacts, frame.states, frame.outputs,
+                                  frame.final_statuses, self.options.run_id)
         try:
-            parameters, artifacts = self._resolve_inputs(frame, name, task, component)
+            parameters, artifacts = resolution.resolve_task_inputs(view, task, component)
             properties["inputs"] = parameters
-            run_it = conditions.evaluate_condition(task.trigger_policy.condition, parameters) if (
-                task.trigger_policy.condition
-            ) else True
-        except (_TaskInputError, errors.LineageError) as e:
+            run_it = not task.trigger_policy.condition or conditions.evaluate_condition(
+                task.trigger_policy.condition, parameters
+            )
+            loop = resolution.loop_items(task, parameters, artifacts) if task.WhichOneof("iterator") else None
+        except (resolution.TaskInputError, errors.LineageError) as e:
             execution_id = self.recorder.create_execution(
                 self._contexts, execution_type, properties, state=mlmd_pb.Execution.FAILED
             )
@@ -359,57 +357,235 @@ class Orchestrator:
             self._set_final(frame, name, key, CANCELED, execution_id)
             return
         input_ids = {input_name: [a.artifact_id for a in arts] for input_name, arts in artifacts.items()}
-        if is_dag:
+        if loop is not None:
+            self._start_loop(frame, name, task, component, properties, parameters, artifacts, input_ids, loop)
+        elif is_dag:
             properties["total_dag_tasks"] = len(component.dag.tasks)
             execution_id = self.recorder.create_execution(
                 self._contexts, execution_type, properties, input_artifacts=input_ids
             )
             frame.states[name] = RUNNING
             child = _Frame(
-                key=key,
-                component=component,
-                execution_id=execution_id,
-                parameters=parameters,
+                key=key, component=component, execution_id=execution_id, parameters=parameters,
                 artifacts=artifacts,
-                parent=frame,
-                name_in_parent=name,
+                on_done=lambda state, produced, duration, error: self._child_done(
+                    frame, name, key, execution_id, state, produced, duration, error),
             )
             self._advance(child)
-            return
-        frame.states[name] = QUEUED
-        self._queue.append(_QueuedTask(frame, name, component, parameters, artifacts, properties, input_ids))
+        elif self.deployment.executors[component.executor_label].WhichOneof("spec") == "importer":
+            self._run_importer(frame, name, component, properties, parameters)
+        else:
+            queued = _QueuedTask(frame, name, task, component, parameters, artifacts, properties, input_ids)
+            if not self._serve_from_cache(queued):
+                frame.states[name] = QUEUED
+                self._queue.append(queued)
+
+    def _child_done(self, frame: _Frame, name: str, key: str, execution_id: int, state: str, produced: Produced,
+                    duration: float, error: str) -> None:
+        """A sub-DAG or loop finished: hand its outputs to the enclosing DAG and move that on."""
+        if state in _SUCCEEDED:
+            frame.outputs[name] = produced
+        self._set_final(frame, name, key, state, execution_id, _outputs_json(produced), duration, error)
+        self._advance(frame)
+
+    def _root_done(self, state: str, produced: Produced, duration: float, error: str) -> None:
+        self._root_result = TaskResult("", state, None, _outputs_json(produced), duration, error)
+
+    def _finish_frame(self, frame: _Frame) -> None:
+        """Publishes a DAG whose children are all final, then calls its on_done."""
+        frame.finished = True
+        failed = any(state in (FAILED, NOT_RUN) for state in frame.states.values())
+        produced, error = Produced(), ""
+        if not failed:
+            try:
+                produced = resolution.resolve_dag_outputs(frame.component, frame.outputs)
+            except resolution.TaskInputError as e:
+                failed, error = True, str(e)
+        state = FAILED if failed else COMPLETE
+        if failed and not error:  # name the first failed task, for exit handlers' PipelineTaskFinalStatus
+            error = next((f"{name}: {status.error}" for name, status in frame.final_statuses.items()
+                          if status.state == FAILED and status.error), "")
+        properties = {"outputs": produced.parameters} if produced.parameters else {}
+        self.recorder.publish_execution(self._contexts, frame.execution_id, _MLMD_STATE[state], properties)
+        frame.on_done(state, produced, time.monotonic() - frame.started, error)
+
+    def _set_final(
+        self,
+        frame: _Frame,
+        name: str,
+        key: str,
+        state: str,
+        execution_id: Optional[int],
+        outputs: Optional[Dict[str, Dict[str, Any]]] = None,
+        duration: float = 0.0,
+        error: str = "",
+        log_path: str = "",
+        attempts: int = 0,
+        cached_execution_id: Optional[int] = None,
+    ) -> None:
+        frame.states[name] = state
+        frame.final_statuses[name] = resolution.FinalStatus(state, error)
+        if state == FAILED:
+            self._failed = True
+        self.results[key] = TaskResult(key, state, execution_id, outputs or {}, duration, error, log_path, attempts,
+                                       cached_execution_id)
+        self.reporter.task_finished(key, state, duration, error, log_path)
+
+    # Loops ----------------------------------------------------------------------------------------------------------
+
+    def _start_loop(self, frame: _Frame, name: str, task: PipelineTaskSpec, component: ComponentSpec,
+                    properties: Dict[str, Any], parameters: Dict[str, Any],
+                    artifacts: Dict[str, List[launcher.InputArtifact]], input_ids: Dict[str, List[int]],
+                    loop_spec: Any) -> None:
+        item_input, items, items_are_artifacts = loop_spec
+        properties["iteration_count"] = len(items)
+        properties["total_dag_tasks"] = len(items)
+        execution_id = self.recorder.create_execution(
+            self._contexts, recorder.DAG_EXECUTION_TYPE, properties, input_artifacts=input_ids
+        )
+        frame.states[name] = RUNNING
+        loop = _Loop(
+            frame=frame, name=name, key=frame.child_key(name), component=component, execution_id=execution_id,
+            display_name=properties["display_name"], item_input=item_input, items=items,
+            items_are_artifacts=items_are_artifacts, parameters=parameters, artifacts=artifacts,
+            limit=task.iterator_policy.parallelism_limit,
+        )
+        self._advance_loop(loop)
+
+    def _advance_loop(self, loop: _Loop) -> None:
+        """Starts iterations while under the loop's parallelism limit; finishes the loop when all are final."""
+        while loop.next_index < len(loop.items) and (loop.limit <= 0 or loop.running < loop.limit):
+            if self._failed:
+                loop.not_started = len(loop.items) - loop.next_index
+                loop.next_index = len(loop.items)
+                break
+            index = loop.next_index
+            loop.next_index += 1
+            loop.running += 1
+            parameters, artifacts = dict(loop.parameters), dict(loop.artifacts)
+            if loop.items_are_artifacts:
+                artifacts[loop.item_input] = [loop.items[index]]
+            else:
+                parameters[loop.item_input] = loop.items[index]
+            properties = {
+                "display_name": f"{loop.display_name}-iteration-{index}",
+                "task_name": loop.name,
+                "parent_dag_id": loop.execution_id,
+                "iteration_index": index,
+                "inputs": parameters,
+                "total_dag_tasks": len(loop.component.dag.tasks),
+            }
+            input_ids = {n: [a.artifact_id for a in arts] for n, arts in artifacts.items()}
+            execution_id = self.recorder.create_execution(
+                self._contexts, recorder.DAG_EXECUTION_TYPE, properties, input_artifacts=input_ids
+            )
+            iteration = _Frame(
+                key=f"{loop.key}/iteration-{index}", component=loop.component, execution_id=execution_id,
+                parameters=parameters, artifacts=artifacts,
+                on_done=lambda state, produced, duration, error, index=index, execution_id=execution_id: (
+                    self._iteration_done(loop, index, execution_id, state, produced, duration, error)),
+            )
+            self._advance(iteration)
+        if loop.running == 0 and loop.next_index >= len(loop.items):
+            self._finish_loop(loop)
+
+    def _iteration_done(self, loop: _Loop, index: int, execution_id: int, state: str, produced: Produced,
+                        duration: float, error: str) -> None:
+        loop.running -= 1
+        loop.states[index] = state
+        if state in _SUCCEEDED:
+            loop.results[index] = produced
+        key = f"{loop.key}/iteration-{index}"
+        self.results[key] = TaskResult(key, state, execution_id, _outputs_json(produced), duration, error)
+        self._advance_loop(loop)
+
+    def _finish_loop(self, loop: _Loop) -> None:
+        failed = loop.not_started > 0 or any(state not in _SUCCEEDED for state in loop.states.values())
+        produced = Produced() if failed else resolution.collect_iterations(
+            loop.component, [loop.results[i] for i in sorted(loop.results)]
+        )
+        state = FAILED if failed else COMPLETE
+        properties = {"outputs": produced.parameters} if produced.parameters else {}
+        self.recorder.publish_execution(self._contexts, loop.execution_id, _MLMD_STATE[state], properties)
+        self._child_done(loop.frame, loop.name, loop.key, loop.execution_id, state, produced,
+                         time.monotonic() - loop.started, "")
+
+    # Container tasks --------------------------------------------------------------------------------------------
+
+    def _serve_from_cache(self, queued: _QueuedTask) -> bool:
+        """Records a cache hit (a CACHED execution pointing at the original outputs) and returns True, or computes
+        the task's fingerprint for a miss and returns False."""
+        enabled = self.options.enable_cache and queued.task.caching_options.enable_cache
+        if not enabled:
+            return False
+        container = self.deployment.executors[queued.component.executor_label].container
+        fingerprint = caching.fingerprint(queued.component, container, queued.parameters, queued.artifacts,
+                                          queued.task.caching_options.cache_key)
+        queued.properties["cache_fingerprint"] = fingerprint
+        if self._cache_index is None:
+            self._cache_index = self.recorder.cache_index(self._contexts)
+        cached_id = self._cache_index.get(fingerprint)
+        cached = self.recorder.cached_result(cached_id) if cached_id is not None else None
+        if cached is None:
+            return False
+        key = queued.frame.child_key(queued.name)
+        missing = caching.missing_outputs(a.uri for arts in cached.artifacts.values() for a in arts)
+        if missing:
+            self.reporter.warn(f"{key}: the cached result's artifact {missing[0]} was deleted; running the task again")
+            return False
+        properties = dict(queued.properties, cached_execution_id=cached.execution_id,
+                          image=container.image, outputs=cached.outputs)
+        execution_id, _ = self.recorder.record_finished_execution(
+            self._contexts, recorder.CONTAINER_EXECUTION_TYPE, properties, mlmd_pb.Execution.CACHED,
+            input_artifacts=queued.input_ids,
+            reused_output_artifacts={k: [a.id for a in arts] for k, arts in cached.artifacts.items()},
+        )
+        types = {t.id: t.name for t in self.recorder.store.get_artifact_types()} if cached.artifacts else {}
+        produced = Produced(parameters=_typed_outputs(queued.component, cached.outputs))
+        for output, arts in cached.artifacts.items():
+            produced.artifacts[output] = [
+                launcher.InputArtifact(
+                    artifact_id=a.id, schema_title=types.get(a.type_id, a.type), schema_version=_version_of(
+                        queued.component, output), uri=a.uri, metadata=_artifact_metadata(a))
+                for a in arts
+            ]
+        queued.frame.outputs[queued.name] = produced
+        self._set_final(queued.frame, queued.name, key, CACHED, execution_id, _outputs_json(produced),
+                        cached_execution_id=cached.execution_id)
+        return True
 
     def _launch_queued(self) -> None:
         """Starts queued container tasks while fewer than max_parallel run.
 
-        The execution is created only now, so RUNNING in the store means the process is really running.
-        After a failure, queued tasks are dropped (not run, not recorded) and their DAGs move on.
+        The execution is created only now, so RUNNING in the store means the process is really running. After a
+        failure, queued tasks are dropped (not run, not recorded) unless they run after failures (exit handlers).
         """
-        while self._queue and (self._failed or len(self._futures) < self.options.max_parallel):
+        while self._queue and len(self._futures) < self.options.max_parallel:
             queued = self._queue.popleft()
-            if self._failed:
+            if self._interrupted or (self._failed and not queued.runs_after_failure):
                 queued.frame.states[queued.name] = NOT_RUN
                 self._advance(queued.frame)
             else:
                 self._launch(queued)
 
-    def _launch(self, queued: "_QueuedTask") -> None:
+    def _launch(self, queued: _QueuedTask) -> None:
         frame, name, component = queued.frame, queued.name, queued.component
         key = frame.child_key(name)
-        executor = self.deployment.executors[component.executor_label]
-        properties = dict(queued.properties, image=executor.container.image)
+        container = self.deployment.executors[component.executor_label].container
+        properties = dict(queued.properties, image=container.image)
         execution_id = self.recorder.create_execution(
             self._contexts, recorder.CONTAINER_EXECUTION_TYPE, properties, input_artifacts=queued.input_ids
         )
         frame.states[name] = RUNNING
-        parameters, artifacts = queued.parameters, queued.artifacts
         task_dir = os.path.join(self.run_root, name, str(uuid.uuid4()))
+        env = dict(self._task_env)
+        env.update({variable.name: variable.value for variable in container.env})
         launch = launcher.TaskLaunch(
             label=key,
             component_spec=component,
-            container=executor.container,
-            parameters=parameters,
-            artifacts=artifacts,
+            container=container,
+            parameters=queued.parameters,
+            artifacts=queued.artifacts,
             output_uris={output: os.path.join(task_dir, output) for output in component.output_definitions.artifacts},
             scratch_dir=os.path.join(self.scratch_root, f"{execution_id}-{name}"),
             log_path=os.path.join(self.run_root, "logs", key + ".log"),
@@ -417,17 +593,18 @@ class Orchestrator:
             run_id=self.options.run_id,
             pipeline_root=self.options.pipeline_root,
             cwd=self.options.cwd,
-            env=self._task_env,
+            env=env,
             timeout=self.options.task_timeout,
             processes=self._processes,
         )
         os.makedirs(os.path.dirname(launch.log_path), exist_ok=True)
         self.reporter.task_started(key)
-        future = self._pool.submit(launcher.run_task, launch)
-        self._futures[future] = (frame, name, execution_id, launch)
+        running = _Running(queued, execution_id, launch, str(queued.properties.get("cache_fingerprint", "")))
+        self._futures[self._pool.submit(launcher.run_task, launch)] = running
 
     def _task_done(self, future: concurrent.futures.Future) -> None:
-        frame, name, execution_id, launch = self._futures.pop(future)
+        running = self._futures.pop(future)
+        frame, name, launch = running.queued.frame, running.queued.name, running.launch
         key = frame.child_key(name)
         try:
             outcome = future.result()
@@ -436,196 +613,159 @@ class Orchestrator:
         if outcome.succeeded:
             # A local output must stay under the run's directory; a URI with a scheme names a remote resource
             # (GCPC's google.VertexModel carries its https://...aiplatform... resource URI) and is not a path.
-            escaped = [
-                a.uri for arts in outcome.artifacts.values() for a in arts
-                if "://" not in a.uri and not _inside(a.uri, self.run_root)
-            ]
+            escaped = [a.uri for arts in outcome.artifacts.values() for a in arts
+                       if "://" not in a.uri and not _inside(a.uri, self.run_root)]
             if escaped:
                 outcome = launcher.TaskOutcome(
                     False, {}, {}, outcome.duration,
                     error=f"output URI {escaped[0]} is outside the run's directory {self.run_root}",
                 )
+        if not outcome.succeeded and not outcome.canceled and self._retry(running, outcome):
+            return
         if not outcome.succeeded:
             state = CANCELED if outcome.canceled else FAILED
-            self.recorder.publish_execution(self._contexts, execution_id, _MLMD_STATE[state])
-            self._set_final(
-                frame, name, key, state, execution_id, duration=outcome.duration, error=outcome.error,
-                log_path=launch.log_path,
-            )
+            self.recorder.publish_execution(self._contexts, running.execution_id, _MLMD_STATE[state])
+            self._set_final(frame, name, key, state, running.execution_id, duration=outcome.duration,
+                            error=outcome.error, log_path=launch.log_path, attempts=running.attempt)
             self._advance(frame)
             return
         drafts = {
             output: [
                 recorder.OutputArtifact(
-                    schema_title=artifact.type.schema_title,
-                    uri=artifact.uri,
-                    metadata=json_format.MessageToDict(artifact.metadata),
-                    display_name=output,
+                    schema_title=artifact.type.schema_title, uri=artifact.uri,
+                    metadata=json_format.MessageToDict(artifact.metadata), display_name=output,
                 )
                 for artifact in artifacts
             ]
             for output, artifacts in outcome.artifacts.items()
         }
         artifact_ids = self.recorder.publish_execution(
-            self._contexts,
-            execution_id,
-            mlmd_pb.Execution.COMPLETE,
-            properties={"outputs": outcome.parameters},
-            output_artifacts=drafts,
+            self._contexts, running.execution_id, mlmd_pb.Execution.COMPLETE,
+            properties={"outputs": outcome.parameters}, output_artifacts=drafts,
         )
-        produced = _ProducedOutputs(parameters=dict(outcome.parameters), artifacts={})
-        outputs: Dict[str, Dict[str, Any]] = {name_: {"value": v} for name_, v in outcome.parameters.items()}
+        if running.fingerprint and self._cache_index is not None:
+            self._cache_index[running.fingerprint] = running.execution_id
+        produced = Produced(parameters=dict(outcome.parameters))
         for output, artifacts in outcome.artifacts.items():
             produced.artifacts[output] = [
                 launcher.InputArtifact(
-                    artifact_id=artifact_id,
-                    schema_title=artifact.type.schema_title,
-                    schema_version=artifact.type.schema_version,
-                    uri=artifact.uri,
+                    artifact_id=artifact_id, schema_title=artifact.type.schema_title,
+                    schema_version=artifact.type.schema_version, uri=artifact.uri,
                     metadata=json_format.MessageToDict(artifact.metadata),
                 )
                 for artifact, artifact_id in zip(artifacts, artifact_ids.get(output, []))
             ]
-            if produced.artifacts[output]:
-                first = produced.artifacts[output][0]
-                outputs[output] = {"artifact_id": first.artifact_id, "uri": first.uri}
         frame.outputs[name] = produced
-        self._set_final(frame, name, key, COMPLETE, execution_id, outputs=outputs, duration=outcome.duration,
-                        log_path=launch.log_path)
+        self._set_final(frame, name, key, COMPLETE, running.execution_id, _outputs_json(produced),
+                        outcome.duration, log_path=launch.log_path, attempts=running.attempt)
         self._advance(frame)
 
-    def _set_final(
-        self,
-        frame: _Frame,
-        name: str,
-        key: str,
-        state: str,
-        execution_id: int,
-        outputs: Optional[Dict[str, Dict[str, Any]]] = None,
-        duration: float = 0.0,
-        error: str = "",
-        log_path: str = "",
-    ) -> None:
-        frame.states[name] = state
-        if state == FAILED:
-            self._failed = True
-        self.results[key] = TaskResult(key, state, execution_id, outputs or {}, duration, error, log_path)
-        self.reporter.task_finished(key, state, duration, error, log_path)
-
-    def _finish_frame(self, frame: _Frame) -> None:
-        """Publishes a DAG whose children are all final, and hands its outputs to the parent."""
-        if frame.finished:  # a child finishing synchronously may already have finished this frame
-            return
-        frame.finished = True
-        failed = any(state in (FAILED, NOT_RUN) for state in frame.states.values()) or (
-            self._processes.canceled and any(state == CANCELED for state in frame.states.values())
+    def _retry(self, running: _Running, outcome: launcher.TaskOutcome) -> bool:
+        """Resubmits a failed task when its retry policy allows another attempt; the execution stays RUNNING."""
+        policy = running.queued.task.retry_policy
+        if self._interrupted or running.attempt > policy.max_retry_count:
+            return False
+        delay = policy.backoff_duration.ToTimedelta().total_seconds() * (
+            (policy.backoff_factor or 2.0) ** (running.attempt - 1)
         )
-        state = FAILED if failed else COMPLETE
-        produced = _ProducedOutputs(parameters={}, artifacts={})
-        outputs: Dict[str, Dict[str, Any]] = {}
-        properties: Dict[str, Any] = {}
-        if not failed:
-            try:
-                produced = self._resolve_dag_outputs(frame)
-            except _TaskInputError as e:
-                state, failed = FAILED, True
-                self.reporter.warn(str(e))
-            outputs = {n: {"value": v} for n, v in produced.parameters.items()}
-            for n, arts in produced.artifacts.items():
-                if arts:
-                    outputs[n] = {"artifact_id": arts[0].artifact_id, "uri": arts[0].uri}
-            if produced.parameters:
-                properties["outputs"] = produced.parameters
-        self.recorder.publish_execution(self._contexts, frame.execution_id, _MLMD_STATE[state], properties)
-        duration = time.monotonic() - frame.started
-        if frame.parent is None:
-            self.results[""] = TaskResult("", state, frame.execution_id, outputs, duration)
-            return
-        frame.parent.outputs[frame.name_in_parent] = produced
-        self._set_final(frame.parent, frame.name_in_parent, frame.key, state, frame.execution_id, outputs, duration)
-        self._advance(frame.parent)
+        if policy.HasField("backoff_max_duration"):
+            delay = min(delay, policy.backoff_max_duration.ToTimedelta().total_seconds())
+        key = running.queued.frame.child_key(running.queued.name)
+        running.attempt += 1
+        self.reporter.warn(
+            f"{key}: attempt {running.attempt - 1} failed ({outcome.error}); attempt {running.attempt} of "
+            f"{policy.max_retry_count + 1} in {delay:g} s"
+        )
+        self._futures[self._pool.submit(_run_attempt, running.launch, running.attempt, delay)] = running
+        return True
 
-    # Input and output resolution ------------------------------------------------------------------------------
+    # Importers ----------------------------------------------------------------------------------------------------
 
-    def _resolve_inputs(
-        self, frame: _Frame, name: str, task: PipelineTaskSpec, component: ComponentSpec
-    ) -> Tuple[Dict[str, Any], Dict[str, List[launcher.InputArtifact]]]:
-        parameters: Dict[str, Any] = {}
-        for input_name, spec in task.inputs.parameters.items():
-            kind = spec.WhichOneof("kind")
-            if kind == "component_input_parameter":
-                source = spec.component_input_parameter
-                if source not in frame.parameters:
-                    raise _TaskInputError(f"input {input_name!r}: the enclosing DAG has no parameter {source!r}")
-                value = frame.parameters[source]
-            elif kind == "task_output_parameter":
-                producer = spec.task_output_parameter.producer_task
-                key = spec.task_output_parameter.output_parameter_key
-                value = self._producer_outputs(frame, producer, input_name).parameters.get(key, _MISSING)
-                if value is _MISSING:
-                    raise _TaskInputError(f"input {input_name!r}: task {producer!r} has no output {key!r}")
-            elif kind == "runtime_value":
-                value = json_format.MessageToDict(spec.runtime_value.constant)
-            else:
-                raise _TaskInputError(f"input {input_name!r}: {kind} inputs are not supported yet")
-            parameter_type = spec_module.input_parameter_type(component, input_name)
-            if parameter_type is not None:
-                value = spec_module.convert_parameter(input_name, value, parameter_type)
-            parameters[input_name] = value
-        for input_name, definition in component.input_definitions.parameters.items():
-            if input_name not in parameters and definition.HasField("default_value"):
-                parameters[input_name] = spec_module.convert_parameter(
-                    input_name, json_format.MessageToDict(definition.default_value), definition.parameter_type
-                )
-        artifacts: Dict[str, List[launcher.InputArtifact]] = {}
-        for input_name, spec in task.inputs.artifacts.items():
-            kind = spec.WhichOneof("kind")
-            if kind == "component_input_artifact":
-                source = spec.component_input_artifact
-                if source not in frame.artifacts:
-                    raise _TaskInputError(f"input {input_name!r}: the enclosing DAG has no artifact {source!r}")
-                artifacts[input_name] = frame.artifacts[source]
-            elif kind == "task_output_artifact":
-                producer = spec.task_output_artifact.producer_task
-                key = spec.task_output_artifact.output_artifact_key
-                produced = self._producer_outputs(frame, producer, input_name).artifacts.get(key)
-                if not produced:
-                    raise _TaskInputError(f"input {input_name!r}: task {producer!r} produced no artifact {key!r}")
-                artifacts[input_name] = produced
-            else:
-                raise _TaskInputError(f"input {input_name!r}: {kind} artifact inputs are not supported yet")
-        return parameters, artifacts
-
-    def _producer_outputs(self, frame: _Frame, producer: str, input_name: str) -> _ProducedOutputs:
-        if producer in frame.outputs:
-            return frame.outputs[producer]
-        state = frame.states.get(producer, "not started")
-        reason = "its condition was false" if state == CANCELED else f"it is {state}"
-        raise _TaskInputError(f"input {input_name!r} comes from task {producer!r}, which produced nothing ({reason})")
-
-    def _resolve_dag_outputs(self, frame: _Frame) -> _ProducedOutputs:
-        produced = _ProducedOutputs(parameters={}, artifacts={})
-        dag_outputs = frame.component.dag.outputs
-        for output_name, spec in dag_outputs.parameters.items():
-            selector = spec.value_from_parameter
-            source = frame.outputs.get(selector.producer_subtask)
-            if source is None or selector.output_parameter_key not in source.parameters:
-                raise _TaskInputError(
-                    f"DAG {frame.key or 'root'} output {output_name!r}: task {selector.producer_subtask!r} did not "
-                    f"produce {selector.output_parameter_key!r}"
-                )
-            produced.parameters[output_name] = source.parameters[selector.output_parameter_key]
-        for output_name, spec in dag_outputs.artifacts.items():
-            collected: List[launcher.InputArtifact] = []
-            for selector in spec.artifact_selectors:
-                source = frame.outputs.get(selector.producer_subtask)
-                if source is not None:
-                    collected.extend(source.artifacts.get(selector.output_artifact_key, []))
-            produced.artifacts[output_name] = collected
-        return produced
+    def _run_importer(self, frame: _Frame, name: str, component: ComponentSpec, properties: Dict[str, Any],
+                      parameters: Dict[str, Any]) -> None:
+        """dsl.importer: a system.ImporterExecution whose OUTPUT is the imported artifact, reusing an existing
+        artifact with the same URI, type and metadata in this pipeline unless reimport is set (as the backend)."""
+        key = frame.child_key(name)
+        importer = self.deployment.executors[component.executor_label].importer
+        source = importer.artifact_uri
+        if source.WhichOneof("value") == "runtime_parameter":
+            uri = str(parameters.get(source.runtime_parameter, ""))
+        else:
+            uri = str(json_format.MessageToDict(source.constant))
+        metadata = _resolve_placeholders(json_format.MessageToDict(importer.metadata), parameters)
+        [output_key] = list(component.output_definitions.artifacts) or ["artifact"]
+        schema_title = importer.type_schema.schema_title
+        existing = None if importer.reimport else self.recorder.find_importable(
+            self._contexts, uri, schema_title, metadata)
+        if existing is not None:
+            execution_id, ids = self.recorder.record_finished_execution(
+                self._contexts, recorder.IMPORTER_EXECUTION_TYPE, properties, mlmd_pb.Execution.COMPLETE,
+                reused_output_artifacts={output_key: [existing.id]},
+            )
+            metadata = _artifact_metadata(existing)
+        else:
+            execution_id, ids = self.recorder.record_finished_execution(
+                self._contexts, recorder.IMPORTER_EXECUTION_TYPE, properties, mlmd_pb.Execution.COMPLETE,
+                output_artifacts={output_key: [recorder.OutputArtifact(schema_title, uri, metadata, output_key)]},
+            )
+        artifact = launcher.InputArtifact(ids[output_key][0], schema_title, importer.type_schema.schema_version, uri,
+                                          metadata)
+        produced = Produced(artifacts={output_key: [artifact]})
+        frame.outputs[name] = produced
+        self._set_final(frame, name, key, COMPLETE, execution_id, _outputs_json(produced))
 
 
-_MISSING = object()
+def _run_attempt(launch: launcher.TaskLaunch, attempt: int, delay: float) -> launcher.TaskOutcome:
+    """Runs a retry after its backoff, marking the attempt in the task's log."""
+    time.sleep(delay)
+    with open(launch.log_path, "a") as log:
+        log.write(f"\n--- kfp-lineage: attempt {attempt} ---\n")
+    return launcher.run_task(launch)
+
+
+def _outputs_json(produced: Produced) -> Dict[str, Dict[str, Any]]:
+    outputs: Dict[str, Dict[str, Any]] = {name: {"value": value} for name, value in produced.parameters.items()}
+    for name, artifacts in produced.artifacts.items():
+        if len(artifacts) == 1:
+            outputs[name] = {"artifact_id": artifacts[0].artifact_id, "uri": artifacts[0].uri}
+        elif artifacts:
+            outputs[name] = {"artifacts": [{"artifact_id": a.artifact_id, "uri": a.uri} for a in artifacts]}
+    return outputs
+
+
+def _typed_outputs(component: ComponentSpec, values: Mapping[str, Any]) -> Dict[str, Any]:
+    """Output parameters read back from MLMD (where every number is a double) with the types the task declared."""
+    typed: Dict[str, Any] = {}
+    for name, value in values.items():
+        definition = component.output_definitions.parameters.get(name)
+        if isinstance(value, (list, dict)):
+            value = launcher.whole_numbers_as_ints(value)
+        elif definition is not None and definition.parameter_type == spec_module.ParameterType.NUMBER_INTEGER:
+            value = int(value)
+        typed[name] = value
+    return typed
+
+
+def _artifact_metadata(artifact: mlmd_pb.Artifact) -> Dict[str, Any]:
+    """An MLMD artifact's metadata as a task sees it (our bookkeeping properties left out)."""
+    return {k: recorder.value_to_python(v) for k, v in artifact.custom_properties.items()
+            if k not in ("display_name", "store_session_info")}
+
+
+def _version_of(component: ComponentSpec, output: str) -> str:
+    definition = component.output_definitions.artifacts.get(output)
+    return definition.artifact_type.schema_version if definition is not None else ""
+
+
+def _resolve_placeholders(value: Any, parameters: Mapping[str, Any]) -> Any:
+    """Replaces `{{$.inputs.parameters['name']}}` in importer metadata keys and values with parameter values."""
+    if isinstance(value, dict):
+        return {_resolve_placeholders(k, parameters): _resolve_placeholders(v, parameters) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_placeholders(v, parameters) for v in value]
+    if isinstance(value, str) and value.startswith("{{$.inputs.parameters['") and value.endswith("']}}"):
+        return parameters.get(value[len("{{$.inputs.parameters['"):-len("']}}")], value)
+    return value
 
 
 def _inside(uri: str, directory: str) -> bool:

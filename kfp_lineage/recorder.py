@@ -168,6 +168,53 @@ class Recorder:
             )
         return execution_id
 
+    def record_finished_execution(
+        self,
+        contexts: RunContexts,
+        execution_type: str,
+        properties: Mapping[str, Any],
+        state: int,
+        input_artifacts: Mapping[str, Sequence[int]] = (),
+        output_artifacts: Mapping[str, Sequence[OutputArtifact]] = (),
+        reused_output_artifacts: Mapping[str, Sequence[int]] = (),
+    ) -> Tuple[int, Dict[str, List[int]]]:
+        """Creates an execution already in its final state, with its INPUT and OUTPUT events, in one transaction.
+
+        Used where nothing runs: cache hits (CACHED, OUTPUT events to the original artifacts) and importers.
+
+        Returns:
+            The execution id, and output key -> artifact ids.
+        """
+        execution = mlmd_pb.Execution(last_known_state=state)
+        properties = dict(properties)
+        events, merged = _input_events(input_artifacts)
+        if merged:
+            properties["merged_input_keys"] = merged
+        set_custom_properties(execution, properties)
+        with self._lock:
+            execution.type_id = self._execution_type_id(execution_type)
+            pairs: List[Tuple[Optional[mlmd_pb.Artifact], mlmd_pb.Event]] = [(None, e) for e in events]
+            keys: List[str] = []
+            for key, artifacts in dict(output_artifacts).items():
+                for artifact in artifacts:
+                    pairs.append((self._new_artifact(artifact), _event(mlmd_pb.Event.OUTPUT, key)))
+                    keys.append(key)
+            for key, artifact_ids in dict(reused_output_artifacts).items():
+                for artifact_id in artifact_ids:
+                    pairs.append((None, _event(mlmd_pb.Event.OUTPUT, key, artifact_id)))
+                    keys.append(key)
+            execution_id, artifact_ids, _ = self.store.put_execution(
+                execution,
+                pairs,
+                [contexts.pipeline, contexts.run],
+                reuse_context_if_already_exist=True,
+                force_reuse_context=True,
+            )
+        outputs: Dict[str, List[int]] = {}
+        for key, artifact_id in zip(keys, artifact_ids[len(events):]):
+            outputs.setdefault(key, []).append(artifact_id)
+        return execution_id, outputs
+
     def publish_execution(
         self,
         contexts: RunContexts,
@@ -225,6 +272,61 @@ class Recorder:
             artifact, {"display_name": output.display_name, "store_session_info": LOCAL_STORE_SESSION_INFO}
         )
         return artifact
+
+    def cache_index(self, contexts: RunContexts) -> Dict[str, int]:
+        """Fingerprint -> id of the newest COMPLETE container execution with it in this pipeline's context.
+
+        One ml-metadata call per run: executions of the system.Pipeline context, filtered here (no filter_query).
+        """
+        with self._lock:
+            executions = self.store.get_executions_by_context(contexts.pipeline.id)
+        index: Dict[str, Tuple[int, int]] = {}
+        for execution in executions:
+            fingerprint = execution.custom_properties.get("cache_fingerprint")
+            if fingerprint is None or execution.last_known_state != State.COMPLETE:
+                continue
+            order = (execution.create_time_since_epoch, execution.id)
+            if fingerprint.string_value not in index or order > index[fingerprint.string_value]:
+                index[fingerprint.string_value] = order
+        return {fp: order[1] for fp, order in index.items()}
+
+    def cached_result(self, execution_id: int) -> Optional[CachedResult]:
+        """The outputs of a COMPLETE execution (parameters from its `outputs` property, artifacts from its OUTPUT
+        events), or None when it is gone or no longer COMPLETE."""
+        with self._lock:
+            found = self.store.get_executions_by_id([execution_id])
+            if not found or found[0].last_known_state != State.COMPLETE:
+                return None
+            events = [e for e in self.store.get_events_by_execution_ids([execution_id])
+                      if e.type == mlmd_pb.Event.OUTPUT]
+            artifacts = {a.id: a for a in self.store.get_artifacts_by_id([e.artifact_id for e in events])}
+        by_key: Dict[str, List[mlmd_pb.Artifact]] = {}
+        for event in events:
+            if event.artifact_id in artifacts and event.path.steps:
+                by_key.setdefault(event.path.steps[0].key, []).append(artifacts[event.artifact_id])
+        outputs = found[0].custom_properties.get("outputs")
+        return CachedResult(
+            execution_id=execution_id,
+            outputs=value_to_python(outputs) if outputs is not None else {},
+            artifacts=by_key,
+        )
+
+    def find_importable(self, contexts: RunContexts, uri: str, schema_title: str,
+                        metadata: Mapping[str, Any]) -> Optional[mlmd_pb.Artifact]:
+        """An existing LIVE artifact an importer can reuse, as the backend looks for one: same URI and type, custom
+        properties a superset of `metadata`, attributed to this pipeline's context. The newest wins."""
+        wanted = mlmd_pb.Artifact()
+        set_custom_properties(wanted, metadata)
+        with self._lock:
+            type_id = self._artifact_type_id(schema_title)
+            candidates = [a for a in self.store.get_artifacts_by_uri(uri)
+                          if a.type_id == type_id and a.state == mlmd_pb.Artifact.LIVE
+                          and all(k in a.custom_properties and a.custom_properties[k] == v
+                                  for k, v in wanted.custom_properties.items())]
+            for artifact in sorted(candidates, key=lambda a: a.id, reverse=True):
+                if any(c.id == contexts.pipeline.id for c in self.store.get_contexts_by_artifact(artifact.id)):
+                    return artifact
+        return None
 
     def get_artifacts(self, artifact_ids: Sequence[int]) -> List[mlmd_pb.Artifact]:
         """The stored artifacts with these ids, in the order given."""
@@ -310,3 +412,12 @@ def value_to_python(value: mlmd_pb.Value) -> Any:
     if kind is None:
         return None
     return getattr(value, kind)
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedResult:
+    """A COMPLETE execution that a new task with the same fingerprint may reuse."""
+
+    execution_id: int
+    outputs: Dict[str, Any]
+    artifacts: Dict[str, List[mlmd_pb.Artifact]]

@@ -10,7 +10,7 @@ from typing import Any, Mapping, Optional, Union
 
 from kfp.dsl import base_component
 
-from kfp_lineage import errors, orchestrator, progress, recorder, spec, store as store_module
+from kfp_lineage import errors, orchestrator, preflight, progress, recorder, spec, store as store_module
 
 DEFAULT_PIPELINE_ROOT = os.path.join(".kfp-lineage", "pipeline-root")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -31,6 +31,7 @@ def run_pipeline(
     run_id: Optional[str] = None,
     max_parallel: Optional[int] = None,
     task_timeout: Optional[float] = None,
+    enable_cache: bool = True,
     reporter: Optional[progress.Reporter] = None,
     env: Optional[Mapping[str, str]] = None,
     cwd: Optional[str] = None,
@@ -45,6 +46,8 @@ def run_pipeline(
         run_id: the run's id; None generates one.
         max_parallel: how many tasks may run at once; None means the number of CPUs.
         task_timeout: seconds after which a task is killed and FAILED; None means no limit.
+        enable_cache: reuse results of identical earlier tasks of this pipeline (each task's enable_caching
+            still applies); False runs every task.
         reporter: receives progress events; None reports nothing.
         env: the tasks' environment; None means this process's environment.
         cwd: the tasks' working directory; None means this process's.
@@ -68,7 +71,7 @@ def run_pipeline(
         raise errors.InvalidInputError(
             f"run id {run_id!r} is not allowed: use letters, digits, '.', '_' and '-' (at most 128)"
         )
-    for problem in orchestrator.preflight(loaded.spec):
+    for problem in preflight.check_pipeline(loaded.spec):
         if problem.installed is None:
             raise errors.InvalidInputError(
                 f"a task needs {problem.describe()}; kfp-lineage never installs packages: "
@@ -84,6 +87,7 @@ def run_pipeline(
         cwd=os.path.abspath(cwd or os.getcwd()),
         env=dict(os.environ if env is None else env),
         task_timeout=task_timeout,
+        enable_cache=enable_cache,
     )
     runner = orchestrator.Orchestrator(
         loaded.spec, values, recorder.Recorder(metadata_store), options, reporter, store_label=url.redacted

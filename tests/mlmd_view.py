@@ -23,7 +23,10 @@ class RunView:
             parts = []
             node = execution
             while "parent_dag_id" in node.custom_properties:
-                parts.append(node.custom_properties["task_name"].string_value)
+                if "iteration_index" in node.custom_properties:  # a loop iteration: `<loop>/iteration-<i>`
+                    parts.append(f"iteration-{node.custom_properties['iteration_index'].int_value}")
+                else:
+                    parts.append(node.custom_properties["task_name"].string_value)
                 node = by_id[node.custom_properties["parent_dag_id"].int_value]
             self.by_key["/".join(reversed(parts))] = execution
         self.events = store.get_events_by_execution_ids([e.id for e in self.executions])

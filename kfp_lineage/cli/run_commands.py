@@ -57,6 +57,7 @@ def run_command(
             run_id=run_id,
             max_parallel=max_parallel,
             task_timeout=task_timeout,
+            enable_cache=not no_cache,
             reporter=progress.TextReporter(),
         )
         if as_json:

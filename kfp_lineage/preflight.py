@@ -1,0 +1,76 @@
+"""Checks made before a run starts: features the local runner cannot run, and the tasks' requirements.
+
+Nothing is written and nothing runs before these pass, so a pipeline that cannot run locally fails in
+milliseconds with the feature's name, not halfway through.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import List
+
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from kfp_lineage import conditions, errors, launcher, resolution
+
+ComponentSpec = pipeline_spec_pb2.ComponentSpec
+
+
+def deployment_config(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> pipeline_spec_pb2.PipelineDeploymentConfig:
+    """The spec's `deploymentSpec` (a Struct in the IR) as a typed message."""
+    deployment = pipeline_spec_pb2.PipelineDeploymentConfig()
+    json_format.ParseDict(json_format.MessageToDict(pipeline_spec.deployment_spec), deployment)
+    return deployment
+
+
+def check_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> List[launcher.RequirementProblem]:
+    """Checks every task of every DAG.
+
+    Returns:
+        Requirement problems of lightweight components (missing or mismatched packages), for the caller to report;
+        nothing is installed.
+
+    Raises:
+        UnsupportedFeatureError: naming the first unsupported feature and the task using it.
+    """
+    deployment = deployment_config(pipeline_spec)
+    problems: List[launcher.RequirementProblem] = []
+    seen_requirements: set = set()
+
+    def check_dag(component: ComponentSpec, where: str) -> None:
+        for name, task in component.dag.tasks.items():
+            label = f"{where}/{name}" if where else name
+            if task.trigger_policy.condition:
+                conditions.check_condition_syntax(task.trigger_policy.condition)
+            for parameter in task.inputs.parameters.values():
+                if parameter.parameter_expression_selector:
+                    resolution.check_selector_syntax(parameter.parameter_expression_selector)
+            child = pipeline_spec.components[task.component_ref.name]
+            if child.WhichOneof("implementation") == "dag":
+                check_dag(child, label)
+                continue
+            executor = deployment.executors[child.executor_label]
+            kind = executor.WhichOneof("spec")
+            if kind == "importer":
+                continue
+            if kind != "container":
+                raise errors.UnsupportedFeatureError(
+                    f"task {label!r} uses a {kind} executor, which the local runner does not support: "
+                    "run it on a cluster"
+                )
+            prefix = launcher.split_pip_prefix(list(executor.container.command))
+            command = list(prefix.command) if prefix else list(executor.container.command)
+            program = command[0] if command else ""
+            if program and "{{" not in program and shutil.which(program) is None:
+                raise errors.UnsupportedFeatureError(
+                    f"task {label!r} runs {program!r} from image {executor.container.image!r}, and that program is "
+                    "not available on this machine: install it, or run the pipeline on a cluster"
+                )
+            for requirement in prefix.requirements if prefix else ():
+                if requirement not in seen_requirements:
+                    seen_requirements.add(requirement)
+                    problems.extend(launcher.check_requirements([requirement]))
+
+    check_dag(pipeline_spec.root, "")
+    return problems

@@ -1,0 +1,257 @@
+"""Resolving what flows between tasks: a task's inputs from its DAG, and a DAG's outputs from its children.
+
+Pure functions over in-memory run state; no MLMD and no processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from kfp_lineage import errors, launcher, spec as spec_module
+
+PipelineTaskSpec = pipeline_spec_pb2.PipelineTaskSpec
+ComponentSpec = pipeline_spec_pb2.ComponentSpec
+
+
+@dataclasses.dataclass
+class Produced:
+    """What a finished task or DAG made available to its siblings: output parameters and artifacts."""
+
+    parameters: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    artifacts: Dict[str, List[launcher.InputArtifact]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class FinalStatus:
+    """How a task ended, for `dsl.PipelineTaskFinalStatus` inputs of exit handlers."""
+
+    state: str
+    error: str = ""
+
+
+class TaskInputError(Exception):
+    """A task's inputs cannot be resolved (e.g. its producer did not run); the task fails."""
+
+
+@dataclasses.dataclass
+class DagView:
+    """The parts of a running DAG that input resolution reads."""
+
+    parameters: Mapping[str, Any]
+    artifacts: Mapping[str, List[launcher.InputArtifact]]
+    states: Mapping[str, str]
+    outputs: Mapping[str, Produced]
+    final_statuses: Mapping[str, FinalStatus]
+    run_id: str
+
+
+_SELECTOR = re.compile(r'^parseJson\(string_value\)((?:\["[^"]*"\]|\[\d+\])+)$')
+_SELECTOR_STEP = re.compile(r'\["([^"]*)"\]|\[(\d+)\]')
+
+
+def apply_selector(selector: str, value: Any) -> Any:
+    """Applies a compiled `parameter_expression_selector` such as `parseJson(string_value)["a"]` (a loop item's field).
+
+    Raises:
+        TaskInputError: the selector has another form, or the field is missing.
+    """
+    match = _SELECTOR.match(selector)
+    if not match:
+        raise TaskInputError(f"parameter expression selector {selector!r} is not supported")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise TaskInputError(f"selector {selector!r} needs a JSON value, got {value!r}") from None
+    for key, index in _SELECTOR_STEP.findall(match.group(1)):
+        try:
+            value = value[key] if key or not index else value[int(index)]
+        except (KeyError, IndexError, TypeError):
+            raise TaskInputError(f"selector {selector!r}: {value!r} has no {key or index!r}") from None
+    return value
+
+
+def resolve_task_inputs(
+    dag: DagView, task: PipelineTaskSpec, component: ComponentSpec
+) -> Tuple[Dict[str, Any], Dict[str, List[launcher.InputArtifact]]]:
+    """The task's input parameters (typed as its component declares, defaults filled) and input artifacts.
+
+    Raises:
+        TaskInputError: an input comes from a task that produced nothing, or from a missing DAG input.
+        InvalidInputError: a value does not convert to the declared type.
+    """
+    parameters: Dict[str, Any] = {}
+    for input_name, source in task.inputs.parameters.items():
+        kind = source.WhichOneof("kind")
+        if kind == "component_input_parameter":
+            name = source.component_input_parameter
+            if name not in dag.parameters:
+                if _has_default(component, input_name):
+                    continue
+                raise TaskInputError(f"input {input_name!r}: the enclosing DAG has no value for {name!r}")
+            value = dag.parameters[name]
+        elif kind == "task_output_parameter":
+            producer = source.task_output_parameter.producer_task
+            key = source.task_output_parameter.output_parameter_key
+            produced = _producer(dag, producer, input_name, optional=_has_default(component, input_name))
+            if produced is None:
+                continue
+            if key not in produced.parameters:
+                raise TaskInputError(f"input {input_name!r}: task {producer!r} has no output {key!r}")
+            value = produced.parameters[key]
+        elif kind == "runtime_value":
+            value = json_format.MessageToDict(source.runtime_value.constant)
+        elif kind == "task_final_status":
+            value = _final_status(dag, source.task_final_status.producer_task)
+        else:
+            raise TaskInputError(f"input {input_name!r}: {kind} inputs are not supported")
+        if source.parameter_expression_selector:
+            value = apply_selector(source.parameter_expression_selector, value)
+        parameter_type = spec_module.input_parameter_type(component, input_name)
+        if parameter_type is not None and parameter_type != spec_module.ParameterType.TASK_FINAL_STATUS:
+            value = spec_module.convert_parameter(input_name, value, parameter_type)
+        parameters[input_name] = value
+    for input_name, definition in component.input_definitions.parameters.items():
+        if input_name not in parameters and definition.HasField("default_value"):
+            parameters[input_name] = spec_module.convert_parameter(
+                input_name, json_format.MessageToDict(definition.default_value), definition.parameter_type
+            )
+    artifacts: Dict[str, List[launcher.InputArtifact]] = {}
+    for input_name, source in task.inputs.artifacts.items():
+        kind = source.WhichOneof("kind")
+        optional = input_name in component.input_definitions.artifacts and (
+            component.input_definitions.artifacts[input_name].is_optional
+        )
+        if kind == "component_input_artifact":
+            name = source.component_input_artifact
+            if name not in dag.artifacts:
+                if optional:
+                    continue
+                raise TaskInputError(f"input {input_name!r}: the enclosing DAG has no artifact {name!r}")
+            artifacts[input_name] = list(dag.artifacts[name])
+        elif kind == "task_output_artifact":
+            producer = source.task_output_artifact.producer_task
+            key = source.task_output_artifact.output_artifact_key
+            produced = _producer(dag, producer, input_name, optional=optional)
+            if produced is None:
+                continue
+            if key not in produced.artifacts:
+                raise TaskInputError(f"input {input_name!r}: task {producer!r} produced no artifact {key!r}")
+            artifacts[input_name] = list(produced.artifacts[key])
+        else:
+            raise TaskInputError(f"input {input_name!r}: {kind} artifact inputs are not supported")
+    return parameters, artifacts
+
+
+def _has_default(component: ComponentSpec, input_name: str) -> bool:
+    definition = component.input_definitions.parameters.get(input_name)
+    return definition is not None and (definition.is_optional or definition.HasField("default_value"))
+
+
+def _producer(dag: DagView, producer: str, input_name: str, optional: bool) -> Optional[Produced]:
+    if producer in dag.outputs:
+        return dag.outputs[producer]
+    if optional:
+        return None
+    state = dag.states.get(producer, "not started")
+    reason = "its condition was false" if state == "CANCELED" else f"it is {state}"
+    raise TaskInputError(f"input {input_name!r} comes from task {producer!r}, which produced nothing ({reason})")
+
+
+def _final_status(dag: DagView, producer: str) -> Dict[str, Any]:
+    """The PipelineTaskFinalStatus struct KFP passes to an exit handler."""
+    status = dag.final_statuses.get(producer)
+    if status is None:
+        raise TaskInputError(f"task {producer!r} has not finished, so its final status is unknown")
+    state = {"COMPLETE": "SUCCEEDED", "CANCELED": "CANCELLED"}.get(status.state, status.state)
+    return {
+        "state": state,
+        "pipelineJobResourceName": dag.run_id,
+        "pipelineTaskName": producer,
+        "error": {"code": 0 if state == "SUCCEEDED" else 2, "message": status.error} if status.error else {},
+    }
+
+
+def resolve_dag_outputs(component: ComponentSpec, outputs: Mapping[str, Produced]) -> Produced:
+    """A DAG's outputs from its children's: `value_from_parameter`, `dsl.OneOf` (the first branch that produced
+    the value), and artifact selectors (the first selector whose producer made the artifact).
+
+    Raises:
+        TaskInputError: a declared output has no producer that made it.
+    """
+    produced = Produced()
+    for name, spec in component.dag.outputs.parameters.items():
+        kind = spec.WhichOneof("kind")
+        selectors = [spec.value_from_parameter] if kind == "value_from_parameter" else list(
+            spec.value_from_oneof.parameter_selectors
+        )
+        for selector in selectors:
+            source = outputs.get(selector.producer_subtask)
+            if source is not None and selector.output_parameter_key in source.parameters:
+                produced.parameters[name] = source.parameters[selector.output_parameter_key]
+                break
+        else:
+            tasks = ", ".join(repr(s.producer_subtask) for s in selectors)
+            raise TaskInputError(f"DAG output {name!r}: none of {tasks} produced it")
+    for name, spec in component.dag.outputs.artifacts.items():
+        for selector in spec.artifact_selectors:
+            source = outputs.get(selector.producer_subtask)
+            if source is not None and source.artifacts.get(selector.output_artifact_key):
+                produced.artifacts[name] = list(source.artifacts[selector.output_artifact_key])
+                break
+        else:
+            produced.artifacts[name] = []
+    return produced
+
+
+def collect_iterations(component: ComponentSpec, iterations: List[Produced]) -> Produced:
+    """A loop's outputs (`dsl.Collected`): each output parameter as the list of its per-iteration values, each output
+    artifact as all iterations' artifacts, in iteration order."""
+    produced = Produced()
+    for name in component.dag.outputs.parameters:
+        produced.parameters[name] = [it.parameters[name] for it in iterations if name in it.parameters]
+    for name in component.dag.outputs.artifacts:
+        produced.artifacts[name] = [a for it in iterations for a in it.artifacts.get(name, [])]
+    return produced
+
+
+def loop_items(task: PipelineTaskSpec, parameters: Mapping[str, Any],
+               artifacts: Mapping[str, List[launcher.InputArtifact]]) -> Tuple[str, List[Any], bool]:
+    """A ParallelFor task's item input name, its items, and whether they are artifacts.
+
+    Raises:
+        TaskInputError: the items are not a list.
+    """
+    if task.WhichOneof("iterator") == "artifact_iterator":
+        iterator = task.artifact_iterator
+        return iterator.item_input, list(artifacts.get(iterator.items.input_artifact, [])), True
+    iterator = task.parameter_iterator
+    if iterator.items.WhichOneof("kind") == "raw":
+        items: Any = iterator.items.raw
+    else:
+        name = iterator.items.input_parameter
+        if name not in parameters:
+            raise TaskInputError(f"loop items {name!r} have no value")
+        items = parameters[name]
+    if isinstance(items, str):
+        try:
+            items = json.loads(items)
+        except json.JSONDecodeError:
+            raise TaskInputError(f"loop items are not a JSON list: {items[:60]!r}") from None
+    if not isinstance(items, list):
+        raise TaskInputError(f"loop items must be a list, got {type(items).__name__}")
+    return iterator.item_input, launcher.whole_numbers_as_ints(items), False
+
+
+def check_selector_syntax(selector: str) -> None:
+    """Raises UnsupportedFeatureError for a selector form apply_selector cannot evaluate."""
+    if not _SELECTOR.match(selector):
+        raise errors.UnsupportedFeatureError(
+            f"parameter expression selector {selector!r} is not supported by the local runner"
+        )

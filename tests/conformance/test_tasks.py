@@ -1,0 +1,131 @@
+"""Conformance: caching, dsl.importer, container components, and features refused before a run."""
+
+import os
+import shutil
+import time
+
+import pytest
+import yaml
+from kfp import compiler
+from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
+
+from kfp_lineage import errors, run as run_module
+from tests import conftest
+from tests.conformance import pipelines
+from tests.mlmd_view import RunView
+
+
+def run(pipeline, tmp_path, store_url, run_id, **kwargs):
+    result = run_module.run_pipeline(
+        pipeline, kwargs.pop("arguments", {}), store=store_url, pipeline_root=str(tmp_path / "root"),
+        run_id=run_id, **kwargs,
+    )
+    return result, RunView(conftest.open_store(store_url), run_id)
+
+
+def test_a_second_identical_run_is_served_from_cache(tmp_path, any_store_url):
+    first, first_view = run(pipelines.cached, tmp_path, any_store_url, "first")
+    second, view = run(pipelines.cached, tmp_path, any_store_url, "second")
+
+    assert first.state == second.state == "COMPLETE"
+    cached_tasks = ("numbers", "write", "read", "total")
+    for task in cached_tasks:
+        assert view.state(task) == "CACHED"
+        original = first_view.execution(task)
+        assert view.prop(task, "cached_execution_id") == original.id
+        assert view.prop(task, "cache_fingerprint") == first_view.prop(task, "cache_fingerprint")
+        assert view.outputs(task) == first_view.outputs(task)  # OUTPUT events point at the first run's artifacts
+        assert view.prop(task, "outputs") == first_view.prop(task, "outputs")
+        assert not second.tasks[task].log_path  # no process was started
+    assert view.inputs("read") == first_view.inputs("read")
+    assert view.state("echo") == "COMPLETE"  # set_caching_options(False)
+    assert "cache_fingerprint" not in view.execution("echo").custom_properties
+    assert second.tasks["total"].outputs == first.tasks["total"].outputs
+    assert not os.path.exists(os.path.join(second.run_root, "logs", "read.log"))
+    assert len(view.store.get_artifacts()) == 1  # nothing new was produced: the one dataset of the first run
+
+
+def test_no_cache_runs_every_task(tmp_path, sqlite_url):
+    run(pipelines.cached, tmp_path, sqlite_url, "a")
+    result, view = run(pipelines.cached, tmp_path, sqlite_url, "b", enable_cache=False)
+    assert {view.state(k) for k in ("numbers", "write", "read", "total")} == {"COMPLETE"}
+    assert all(os.path.exists(result.tasks[k].log_path) for k in ("numbers", "write", "read", "total"))
+
+
+def test_deleting_a_cached_artifact_recomputes_the_task_and_its_dependants(tmp_path, sqlite_url):
+    first, first_view = run(pipelines.cached, tmp_path, sqlite_url, "one")
+    os.remove(first.tasks["write"].outputs["data"]["uri"])
+
+    second, view = run(pipelines.cached, tmp_path, sqlite_url, "two")
+
+    assert view.state("write") == "COMPLETE"  # its artifact was deleted: a miss, unlike KFP #7939
+    assert view.state("read") == "COMPLETE"  # its input artifact is new, so its fingerprint changed
+    assert view.state("numbers") == "CACHED" and view.state("total") == "CACHED"
+    [new_data] = view.outputs("write")["data"]
+    assert new_data != first_view.outputs("write")["data"][0]
+    assert view.inputs("read") == {"data": [new_data]}
+    assert os.path.isfile(second.tasks["write"].outputs["data"]["uri"])
+
+
+def test_caching_is_scoped_to_the_pipeline(tmp_path, sqlite_url):
+    run(pipelines.pipeline_outputs, tmp_path, sqlite_url, "p-1")
+    _, view = run(pipelines.pipeline_outputs, tmp_path, sqlite_url, "p-2")
+    assert view.state("echo") == "CACHED"
+    from kfp import dsl
+
+    @dsl.pipeline(name="another-pipeline")
+    def another(text: str = "hello") -> str:
+        return pipelines.echo(text=text).output
+
+    _, other = run(another, tmp_path, sqlite_url, "other")
+    assert other.state("echo") == "COMPLETE"
+
+
+def test_importer_records_an_importer_execution_and_reuses_the_artifact(tmp_path, any_store_url):
+    data = tmp_path / "lake" / "table.csv"
+    data.parent.mkdir()
+    data.write_text("x\n1\n")
+    first, view = run(pipelines.importer, tmp_path, any_store_url, "imp-1", arguments={"uri": str(data)})
+
+    assert first.state == "COMPLETE"
+    assert view.execution("importer").type == "system.ImporterExecution"
+    assert view.state("importer") == "COMPLETE"
+    [artifact_id] = view.outputs("importer")["artifact"]
+    artifact = view.artifact(artifact_id)
+    assert artifact.type == "system.Dataset" and artifact.uri == str(data)
+    assert artifact.custom_properties["origin"].string_value == "lake"
+    assert view.inputs("read") == {"data": [artifact_id]}
+    assert first.tasks["read"].outputs["Output"] == {"value": "x\n1\n"}
+
+    _, again = run(pipelines.importer, tmp_path, any_store_url, "imp-2", arguments={"uri": str(data)},
+                   enable_cache=False)
+    assert again.outputs("importer")["artifact"] == [artifact_id]  # same URI, type and metadata: reused
+
+    _, fresh = run(pipelines.reimporter, tmp_path, any_store_url, "imp-3", arguments={"uri": str(data)})
+    assert fresh.outputs("importer")["artifact"] != [artifact_id]  # reimport=True (and another pipeline)
+
+
+def test_container_components_run_when_their_program_exists(tmp_path, sqlite_url):
+    result, view = run(pipelines.container_component, tmp_path, sqlite_url, "container")
+    assert result.state == "COMPLETE"
+    assert result.tasks["shell-echo"].outputs["out"] == {"value": "from a shell"}
+    assert view.prop("shell-echo", "image") == "alpine:3.20"
+
+
+def test_a_container_component_whose_program_is_missing_is_refused_before_the_run(tmp_path, sqlite_url):
+    with pytest.raises(errors.UnsupportedFeatureError,
+                       match=r"task 'missing-program' runs 'no-such-program-here' from image 'example.com/tool:1'"):
+        run(pipelines.missing_program_pipeline, tmp_path, sqlite_url, "missing")
+    assert not os.path.exists(sqlite_url)
+
+
+def test_kubernetes_platform_features_are_refused_before_the_run(tmp_path, sqlite_url):
+    path = tmp_path / "k8s.yaml"
+    compiler.Compiler().compile(pipelines.pipeline_outputs, str(path))
+    platform = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {"exec-echo": {
+        "secretAsEnv": [{"secretName": "db", "keyToEnv": [{"secretKey": "password", "envVar": "PW"}]}]}}}}}}
+    with open(path, "a") as f:
+        f.write("---\n" + yaml.safe_dump(platform))
+    with pytest.raises(errors.UnsupportedFeatureError, match=r"uses platform-specific features \(kubernetes"):
+        run_module.run_pipeline(str(path), store=sqlite_url, pipeline_root=str(tmp_path / "root"))
+    assert not os.path.exists(sqlite_url)
