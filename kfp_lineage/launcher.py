@@ -27,6 +27,7 @@ from packaging import requirements as packaging_requirements
 from packaging import version as packaging_version
 
 from kfp_lineage import errors
+from kfp_lineage import forkserver as forkserver_module
 
 ContainerSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec
 
@@ -93,6 +94,7 @@ class TaskLaunch:
     env: Mapping[str, str]
     timeout: Optional[float] = None
     processes: Optional["RunningProcesses"] = None
+    forkserver: Optional[forkserver_module.ForkServer] = None
 
 
 @dataclasses.dataclass
@@ -285,17 +287,24 @@ def run_task(launch: TaskLaunch) -> TaskOutcome:
             error=f"image {launch.container.image!r}: program {argv[0] if argv else '(empty command)'!r} "
             "is not available on this machine",
         )
+    python_task = forkserver_module.python_task_arguments(argv) if launch.forkserver is not None else None
     with open(launch.log_path, "ab") as log:
         try:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=launch.cwd,
-                env=dict(launch.env),
-                start_new_session=True,
-            )
+            if python_task is not None:
+                process = launch.forkserver.spawn(
+                    python_task, log_path=launch.log_path, cwd=launch.cwd, env=launch.env,
+                    scratch_dir=launch.scratch_dir,
+                )
+            else:
+                process = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=launch.cwd,
+                    env=dict(launch.env),
+                    start_new_session=True,
+                )
         except OSError as e:
             return TaskOutcome(False, {}, {}, time.monotonic() - started, error=f"cannot start {argv[0]}: {e}")
         if launch.processes is not None:

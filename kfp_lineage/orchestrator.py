@@ -50,6 +50,7 @@ class RunOptions:
     env: Mapping[str, str]
     task_timeout: Optional[float] = None
     enable_cache: bool = True
+    launcher: str = "fork"  # "fork": Python tasks fork from a warm server; "subprocess": every task a new process
 
 
 @dataclasses.dataclass
@@ -224,7 +225,7 @@ class Orchestrator:
         self._task_env: Dict[str, str] = {}
         self._cache_index: Optional[Dict[str, int]] = None
         self._root_result: Optional[TaskResult] = None
-        self._root_produced = Produced()
+        self._forkserver: Optional[launcher.forkserver_module.ForkServer] = None
 
     @property
     def _interrupted(self) -> bool:
@@ -274,6 +275,8 @@ class Orchestrator:
                 self._launch_queued()
         finally:
             self._pool.shutdown(wait=True)
+            if self._forkserver is not None:
+                self._forkserver.close()
         if self._interrupted:
             raise KeyboardInterrupt
         root_result = self._root_result or TaskResult("", FAILED, root_execution)
@@ -596,11 +599,18 @@ class Orchestrator:
             env=env,
             timeout=self.options.task_timeout,
             processes=self._processes,
+            forkserver=self._get_forkserver(),
         )
         os.makedirs(os.path.dirname(launch.log_path), exist_ok=True)
         self.reporter.task_started(key)
         running = _Running(queued, execution_id, launch, str(queued.properties.get("cache_fingerprint", "")))
         self._futures[self._pool.submit(launcher.run_task, launch)] = running
+
+    def _get_forkserver(self) -> Optional[launcher.forkserver_module.ForkServer]:
+        """The run's fork server, started at the first container task (None in subprocess mode)."""
+        if self.options.launcher == "fork" and self._forkserver is None:
+            self._forkserver = launcher.forkserver_module.ForkServer(env=self._task_env)
+        return self._forkserver
 
     def _task_done(self, future: concurrent.futures.Future) -> None:
         running = self._futures.pop(future)

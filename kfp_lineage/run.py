@@ -12,6 +12,7 @@ from kfp.dsl import base_component
 
 from kfp_lineage import errors, orchestrator, preflight, progress, recorder, spec, store as store_module
 
+LAUNCHER_ENV_VAR = "KFP_LINEAGE_LAUNCHER"
 DEFAULT_PIPELINE_ROOT = os.path.join(".kfp-lineage", "pipeline-root")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -32,6 +33,7 @@ def run_pipeline(
     max_parallel: Optional[int] = None,
     task_timeout: Optional[float] = None,
     enable_cache: bool = True,
+    launcher: Optional[str] = None,
     reporter: Optional[progress.Reporter] = None,
     env: Optional[Mapping[str, str]] = None,
     cwd: Optional[str] = None,
@@ -46,6 +48,8 @@ def run_pipeline(
         run_id: the run's id; None generates one.
         max_parallel: how many tasks may run at once; None means the number of CPUs.
         task_timeout: seconds after which a task is killed and FAILED; None means no limit.
+        launcher: "fork" (default; Python tasks fork from a warm server process) or "subprocess" (every task a
+            fresh process, as kfp.local does); None reads KFP_LINEAGE_LAUNCHER, else "fork".
         enable_cache: reuse results of identical earlier tasks of this pipeline (each task's enable_caching
             still applies); False runs every task.
         reporter: receives progress events; None reports nothing.
@@ -66,6 +70,9 @@ def run_pipeline(
         raise errors.InvalidInputError(f"max_parallel must be at least 1, got {max_parallel}")
     if task_timeout is not None and task_timeout <= 0:
         raise errors.InvalidInputError(f"task_timeout must be positive, got {task_timeout}")
+    launcher = launcher or os.environ.get(LAUNCHER_ENV_VAR) or "fork"
+    if launcher not in ("fork", "subprocess"):
+        raise errors.InvalidInputError(f"launcher {launcher!r} is not known: use 'fork' or 'subprocess'")
     run_id = run_id or new_run_id(loaded.name)
     if not _RUN_ID.match(run_id):
         raise errors.InvalidInputError(
@@ -88,6 +95,7 @@ def run_pipeline(
         env=dict(os.environ if env is None else env),
         task_timeout=task_timeout,
         enable_cache=enable_cache,
+        launcher=launcher,
     )
     runner = orchestrator.Orchestrator(
         loaded.spec, values, recorder.Recorder(metadata_store), options, reporter, store_label=url.redacted

@@ -1,0 +1,252 @@
+"""A warm fork server for lightweight Python component tasks.
+
+A fresh interpreter that imports kfp costs tens of milliseconds per task; most of it is the same work every time.
+The server starts once per run, imports the KFP executor once, and forks a child per task. The child is a real,
+isolated process: its own session (so it can be killed as a group), working directory, environment, and stdout /
+stderr going to the task's log. It then does exactly what the compiled command would have done: write the
+component's source to a file and run `kfp.dsl.executor_main` on it.
+
+Tasks of any other shape (container components, another interpreter) are launched as plain subprocesses by
+launcher.py. Run the server with `python -m kfp_lineage.forkserver`; the protocol is one JSON object per line:
+requests on stdin, replies (`{"id", "pid"}` when a child started, `{"id", "returncode"}` when it ended) on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+# The marker the compiled lightweight-component program carries; see kfp/dsl/component_factory.py.
+_PROGRAM_MARKERS = ("kfp.dsl.executor_main", "ephemeral_component.py", "--component_module_path")
+
+
+def python_task_arguments(argv: Sequence[str]) -> Optional[List[str]]:
+    """For a compiled lightweight component's command (pip prefix already removed), its source and executor
+    arguments, i.e. `[source, "--executor_input", ..., "--function_to_execute", name]`; None for anything else."""
+    if len(argv) < 4 or list(argv[:2]) != ["sh", "-ec"]:
+        return None
+    if not all(marker in argv[2] for marker in _PROGRAM_MARKERS):
+        return None
+    return list(argv[3:])
+
+
+# Server side -------------------------------------------------------------------------------------------------------
+
+
+def _run_child(request: Mapping[str, Any], protocol_fds: Sequence[int]) -> None:
+    """In the forked child: become the task, run the component, and never return."""
+    code = 1
+    try:
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        for fd in protocol_fds:
+            os.close(fd)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        log_fd = os.open(request["log_path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        null_fd = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null_fd, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+        os.close(null_fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.environ["_KFP_RUNTIME"] = "true"
+        source, *arguments = request["arguments"]
+        program_dir = os.path.join(request["scratch_dir"], "program")
+        os.makedirs(program_dir, exist_ok=True)
+        module_path = os.path.join(program_dir, "ephemeral_component.py")
+        with open(module_path, "w") as f:
+            f.write(source)
+        sys.argv = ["executor_main", "--component_module_path", module_path, *arguments]
+        from kfp.dsl import executor_main
+
+        try:
+            executor_main.executor_main()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    except BaseException:
+        try:
+            traceback.print_exc()
+        except BaseException:
+            pass
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def serve() -> None:
+    """The server loop: fork a child per request line, report pids and exit codes, stop at end of input."""
+    os.environ["_KFP_RUNTIME"] = "true"  # import kfp the light way, as a task does
+    from kfp.dsl import executor_main  # noqa: F401  (warm the import once; children inherit it)
+
+    requests_in = sys.stdin.buffer
+    replies_fd = os.dup(1)
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    children: Dict[int, Any] = {}
+    selector = selectors.DefaultSelector()
+    selector.register(requests_in, selectors.EVENT_READ, "request")
+    selector.register(wake_read, selectors.EVENT_READ, "child")
+    pending = b""
+    open_input = True
+
+    def reply(message: Mapping[str, Any]) -> None:
+        os.write(replies_fd, (json.dumps(message) + "\n").encode())
+
+    while open_input or children:
+        for key, _ in selector.select(timeout=1.0):
+            if key.data == "request":
+                chunk = os.read(requests_in.fileno(), 65536)
+                if not chunk:
+                    open_input = False
+                    selector.unregister(requests_in)
+                    continue
+                pending += chunk
+                while b"\n" in pending:
+                    line, pending = pending.split(b"\n", 1)
+                    request = json.loads(line)
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    pid = os.fork()
+                    if pid == 0:
+                        _run_child(request, (replies_fd, wake_read, wake_write))
+                    children[pid] = request["id"]
+                    reply({"id": request["id"], "pid": pid})
+            else:
+                try:
+                    os.read(wake_read, 4096)
+                except BlockingIOError:
+                    pass
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            request_id = children.pop(pid, None)
+            if request_id is not None:
+                reply({"id": request_id, "returncode": os.waitstatus_to_exitcode(status)})
+
+
+# Client side -------------------------------------------------------------------------------------------------------
+
+
+class ForkedProcess:
+    """A task process forked by the server; quacks like subprocess.Popen for wait() and pid."""
+
+    def __init__(self, command: List[str]):
+        self.args = command
+        self.pid = 0
+        self.returncode: Optional[int] = None
+        self._started = threading.Event()
+        self._ended = threading.Event()
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        if not self._ended.wait(timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return self.returncode  # type: ignore[return-value]
+
+
+class ForkServer:
+    """The client of one server process; thread-safe; start lazily, close at the end of the run."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "kfp_lineage.forkserver"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=dict(env),
+            start_new_session=True,
+        )
+        self._lock = threading.Lock()
+        self._next_id = 0
+        self._processes: Dict[int, ForkedProcess] = {}
+        self._reader = threading.Thread(target=self._read_replies, name="kfp-lineage-forkserver", daemon=True)
+        self._reader.start()
+
+    def spawn(self, arguments: List[str], *, log_path: str, cwd: str, env: Mapping[str, str],
+              scratch_dir: str) -> ForkedProcess:
+        """Starts a task; returns once the child exists (its pid is known).
+
+        Raises:
+            OSError: the server is gone.
+        """
+        process = ForkedProcess(["forkserver", *arguments[1:]])
+        with self._lock:
+            self._next_id += 1
+            request_id = self._next_id
+            self._processes[request_id] = process
+            line = json.dumps({"id": request_id, "arguments": arguments, "log_path": log_path, "cwd": cwd,
+                               "env": dict(env), "scratch_dir": scratch_dir})
+            try:
+                self._process.stdin.write(line.encode() + b"\n")
+                self._process.stdin.flush()
+            except (BrokenPipeError, ValueError) as e:
+                raise OSError(f"the fork server stopped: {e}") from None
+        if not process._started.wait(timeout=30):
+            raise OSError("the fork server did not start the task within 30 s")
+        if process.pid <= 0:
+            raise OSError("the fork server stopped before starting the task")
+        return process
+
+    def _read_replies(self) -> None:
+        for line in self._process.stdout:
+            message = json.loads(line)
+            with self._lock:
+                process = self._processes.get(message["id"])
+            if process is None:
+                continue
+            if "pid" in message:
+                process.pid = message["pid"]
+                process._started.set()
+            else:
+                process.returncode = message["returncode"]
+                with self._lock:
+                    self._processes.pop(message["id"], None)
+                process._ended.set()
+        # The server is gone: every waiter learns it, none hangs.
+        with self._lock:
+            orphans = list(self._processes.values())
+            self._processes.clear()
+        for process in orphans:
+            process.returncode = process.returncode if process.returncode is not None else -signal.SIGKILL
+            process._started.set()
+            process._ended.set()
+
+    def close(self) -> None:
+        """Stops the server after its running children end (they are waited for by then)."""
+        try:
+            self._process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+if __name__ == "__main__":
+    serve()

@@ -1,0 +1,80 @@
+"""The warm fork server: Python tasks run in isolated forked children with the same results as subprocesses."""
+
+import os
+
+import pytest
+from kfp import dsl
+
+from kfp_lineage import forkserver, launcher, run as run_module, spec
+from tests import conftest
+from tests.fixtures import pipelines
+from tests.mlmd_view import RunView
+
+
+@dsl.component(base_image="python:3.11-slim")
+def where_am_i(tag: str) -> str:
+    import json
+    import os
+    import sys
+
+    return json.dumps({"pid": os.getpid(), "cwd": os.getcwd(), "marker": os.environ.get("KFP_LINEAGE_TEST_MARKER"),
+                       "tag": tag, "argv0": sys.argv[0]})
+
+
+@dsl.pipeline(name="where")
+def where():
+    where_am_i(tag="a")
+    where_am_i(tag="b")
+
+
+def test_the_compiled_lightweight_command_is_recognised(tmp_path):
+    loaded = spec.load_pipeline(pipelines.linear)
+    container = loaded.spec.deployment_spec["executors"]["exec-make-dataset"]["container"]
+    prefix = launcher.split_pip_prefix(list(container["command"]))
+    arguments = forkserver.python_task_arguments(list(prefix.command) + list(container["args"]))
+    assert arguments[0].lstrip().startswith("import kfp")
+    assert arguments[1:] == ["--executor_input", "{{$}}", "--function_to_execute", "make_dataset"]
+    assert forkserver.python_task_arguments(["sh", "-c", "echo hi"]) is None
+
+
+def test_forked_tasks_are_separate_processes_with_their_own_cwd_and_env(tmp_path, sqlite_url):
+    import json
+
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run_module.run_pipeline(
+        where, store=sqlite_url, pipeline_root=str(tmp_path / "root"), launcher="fork", cwd=str(work),
+        env=dict(os.environ, KFP_LINEAGE_TEST_MARKER="set-for-tasks"),
+    )
+    assert result.state == "COMPLETE"
+    seen = [json.loads(t.outputs["Output"]["value"]) for t in result.tasks.values()]
+    assert {s["tag"] for s in seen} == {"a", "b"}
+    assert seen[0]["pid"] != seen[1]["pid"] and os.getpid() not in {s["pid"] for s in seen}
+    assert {s["cwd"] for s in seen} == {str(work)}
+    assert {s["marker"] for s in seen} == {"set-for-tasks"}
+    assert "KFP_LINEAGE_TEST_MARKER" not in os.environ
+
+
+@pytest.mark.parametrize("launcher_mode", ["fork", "subprocess"])
+def test_both_launchers_record_the_same_lineage(tmp_path, sqlite_url, launcher_mode):
+    result = run_module.run_pipeline(pipelines.fan_out_in, store=sqlite_url, pipeline_root=str(tmp_path / "root"),
+                                     run_id="both", launcher=launcher_mode)
+    view = RunView(conftest.open_store(sqlite_url), "both")
+    assert result.state == "COMPLETE"
+    assert result.tasks["count-rows"].outputs["Output"] == {"value": 5}
+    assert view.inputs("combine").keys() == {"left", "right"}
+
+
+def test_a_forked_task_is_killed_at_its_timeout(tmp_path, sqlite_url):
+    result = run_module.run_pipeline(pipelines.slow, {"seconds": 30}, store=sqlite_url,
+                                     pipeline_root=str(tmp_path / "root"), task_timeout=1, launcher="fork")
+    task = result.tasks["sleep-then-write"]
+    assert task.state == "FAILED" and task.error == "timed out after 1 s"
+    assert task.duration < 10
+
+
+def test_an_unknown_launcher_is_refused(tmp_path, sqlite_url):
+    from kfp_lineage import errors
+
+    with pytest.raises(errors.InvalidInputError, match="launcher 'threads' is not known"):
+        run_module.run_pipeline(pipelines.linear, store=sqlite_url, launcher="threads")
