@@ -5,7 +5,7 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from kfp_lineage import cli, errors, queries, render, run as run_module
+from kfp_lineage import cli, errors, queries, render_text, run as run_module
 from tests import conftest
 from tests.mlmd_view import RunView
 
@@ -60,8 +60,8 @@ def test_training_run_records_the_lineage_a_cluster_would(trained):
 def test_trace_of_the_deployed_model_shows_data_code_metrics_and_deployment(trained):
     _, url = trained
     store = conftest.open_store(url)
-    node = queries.trace(store, queries.find_artifact(store, "training-1/train/model"))
-    text = render.trace_text(node)
+    graph = queries.trace(store, queries.find_artifact(store, "training-1/train/model"))
+    text = render_text.trace_text(graph)
     lines = text.splitlines()
     assert lines[0].startswith("model  system.Model  ") and "(run training-1, task train)" in lines[0]
     assert lines[1].startswith("  train_data: train  system.Dataset  ") and "rows=" in lines[1]

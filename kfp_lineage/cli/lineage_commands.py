@@ -1,38 +1,168 @@
-"""Commands that read lineage from a store: `trace`."""
+"""Commands that read lineage from a store: `trace`, `impact`, `runs` and `show`."""
 
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import Callable, Optional
 
 import click
 
-from kfp_lineage import queries, render
+from kfp_lineage import lineage_graph, queries, render_graph, render_html, render_text
 from kfp_lineage.cli import _common
+
+FORMATS = ("text", "json", "dot", "mermaid", "html")
+
+format_option = click.option(
+    "--format", "output_format", type=click.Choice(FORMATS), default="text", show_default=True,
+    help="text for people; json (docs/lineage-json.md); dot (Graphviz); mermaid; html (one offline page with "
+         "an interactive graph).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+output_option = click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+    help="Write to FILE instead of standard output.")
+depth_option = click.option(
+    "--depth", type=click.IntRange(min=0), default=queries.DEFAULT_DEPTH, show_default=True,
+    help="How many steps to walk.")
+
+
+def _emit(graph: lineage_graph.LineageGraph, output_format: str, title: str, output: Optional[str],
+          text: Callable[[lineage_graph.LineageGraph], str]) -> None:
+    """Renders a lineage graph in the chosen format to stdout or a file."""
+    if output_format == "json":
+        rendered = json.dumps(graph.to_json(), indent=2, sort_keys=True, default=str) + "\n"
+    elif output_format == "dot":
+        rendered = render_graph.to_dot(graph, title)
+    elif output_format == "mermaid":
+        rendered = render_graph.to_mermaid(graph, title)
+    elif output_format == "html":
+        rendered = render_html.to_html(graph, title)
+    else:
+        rendered = text(graph) + "\n"
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(rendered)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(rendered, nl=False)
+
+
+def _name(artifact: Optional[lineage_graph.Artifact]) -> str:
+    if artifact is None:
+        return "artifact"
+    return f"{artifact.name or 'artifact'} (artifact {artifact.id}, {artifact.type})"
+
 
 @click.command("trace")
 @click.argument("artifact", metavar="ARTIFACT")
 @_common.store_option
-@click.option("--depth", type=click.IntRange(min=0), default=queries.DEFAULT_DEPTH, show_default=True,
-              help="How many producer steps to walk upstream.")
-@click.option("--json", "as_json", is_flag=True, help="Print the lineage as JSON.")
-def trace_command(artifact: str, store: Optional[str], depth: int, as_json: bool) -> None:
-    """Show where an artifact came from: its producer, their inputs, upstream to the sources.
+@depth_option
+@format_option
+@json_option
+@output_option
+def trace_command(artifact: str, store: Optional[str], depth: int, output_format: str, as_json: bool,
+                  output: Optional[str]) -> None:
+    """Show where an artifact came from: its producer, their inputs, upstream to the sources, with the code
+    version, the evaluations and the deployments that used it.
 
-    ARTIFACT is an MLMD artifact id, a URI, or RUN_ID/TASK/OUTPUT (RUN_ID may be `latest`).
+    ARTIFACT is an MLMD artifact id, a URI, or RUN_ID/TASK/OUTPUT (RUN_ID may be `latest`). A cache hit leads to
+    the task that really made the artifact.
 
     \b
     Examples:
       kfp-lineage trace latest/train/model
-      kfp-lineage trace 42 --json
+      kfp-lineage trace 42 --format json
+      kfp-lineage trace latest/train/model --format html -o lineage.html
     """
     with _common.errors_to_exit_codes():
         metadata_store = _common.open_existing_store(store)
-        node = queries.trace(metadata_store, queries.find_artifact(metadata_store, artifact), depth=depth)
-    if as_json:
-        click.echo(json.dumps(node.to_json(), indent=2, sort_keys=True, default=str))
+        graph = queries.trace(metadata_store, queries.find_artifact(metadata_store, artifact), depth=depth)
+    _emit(graph, "json" if as_json else output_format, f"trace of {_name(graph.root)}", output,
+          render_text.trace_text)
+
+
+@click.command("impact")
+@click.argument("artifact", metavar="ARTIFACT")
+@_common.store_option
+@depth_option
+@format_option
+@json_option
+@output_option
+def impact_command(artifact: str, store: Optional[str], depth: int, output_format: str, as_json: bool,
+                   output: Optional[str]) -> None:
+    """Show everything downstream of an artifact, grouped by run: the tasks that read it, what they wrote (models,
+    metrics, endpoints), and so on down.
+
+    ARTIFACT is an MLMD artifact id, a URI, or RUN_ID/TASK/OUTPUT (RUN_ID may be `latest`). The text format reads
+    only what it shows; the other formats read every property.
+
+    \b
+    Examples:
+      kfp-lineage impact latest/ingest/train
+      kfp-lineage impact 7 --format json > impact.json
+    """
+    output_format = "json" if as_json else output_format
+    with _common.errors_to_exit_codes():
+        metadata_store = _common.open_existing_store(store)
+        graph = queries.impact(metadata_store, queries.find_artifact(metadata_store, artifact), depth=depth,
+                               full=output_format != "text")
+    _emit(graph, output_format, f"impact of {_name(graph.root)}", output, render_text.impact_text)
+
+
+@click.command("runs")
+@_common.store_option
+@click.option("--pipeline", metavar="NAME", help="Only runs of this pipeline (its pipelineInfo.name).")
+@click.option("--limit", type=click.IntRange(min=1), default=queries.DEFAULT_RUN_LIMIT, show_default=True,
+              help="At most this many runs, newest first.")
+@click.option("--format", "output_format", type=click.Choice(("text", "json")), default="text", show_default=True,
+              help="text: a table; json: {\"format_version\", \"runs\": [...]} (docs/lineage-json.md).")
+@json_option
+def runs_command(store: Optional[str], pipeline: Optional[str], limit: int, output_format: str,
+                 as_json: bool) -> None:
+    """List recent runs: id, pipeline, state, start time, duration and task counts.
+
+    \b
+    Examples:
+      kfp-lineage runs
+      kfp-lineage runs --pipeline training --limit 5 --format json
+    """
+    with _common.errors_to_exit_codes():
+        metadata_store = _common.open_existing_store(store)
+        runs = queries.list_runs(metadata_store, pipeline=pipeline, limit=limit)
+    if as_json or output_format == "json":
+        data = {"format_version": lineage_graph.JSON_FORMAT_VERSION, "runs": [r.to_json() for r in runs]}
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
     else:
-        click.echo(render.trace_text(node))
+        click.echo(render_text.runs_table(runs))
 
 
-COMMANDS = [trace_command]
+@click.command("show")
+@click.argument("reference", metavar="RUN_ID|ARTIFACT")
+@_common.store_option
+@format_option
+@json_option
+@output_option
+def show_command(reference: str, store: Optional[str], output_format: str, as_json: bool,
+                 output: Optional[str]) -> None:
+    """Show one run (its tasks with states, durations, parameters and artifacts) or one artifact (every property,
+    its producer and its consumers).
+
+    A run id or `latest` shows a run; anything else is an artifact: an MLMD artifact id, a URI, or
+    RUN_ID/TASK/OUTPUT.
+
+    \b
+    Examples:
+      kfp-lineage show latest
+      kfp-lineage show latest/train/model
+      kfp-lineage show training-20261126-055643-fea47a --format mermaid
+    """
+    with _common.errors_to_exit_codes():
+        metadata_store = _common.open_existing_store(store)
+        graph = queries.describe(metadata_store, reference)
+    if graph.view == "run":
+        title, text = f"run {graph.run_id}", render_text.run_text
+    else:
+        title, text = _name(graph.root), render_text.artifact_text
+    _emit(graph, "json" if as_json else output_format, title, output, text)
+
+
+COMMANDS = [trace_command, impact_command, runs_command, show_command]

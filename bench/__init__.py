@@ -1,0 +1,1 @@
+"""Benchmarks: the synthetic store builder and the lineage query benchmark (see bench/results-queries.md)."""
