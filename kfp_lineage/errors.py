@@ -25,3 +25,9 @@ class RunFailedError(LineageError):
     """A pipeline run ended FAILED; the store records which task failed and why."""
 
     exit_code = 1
+
+
+class RemoteError(LineageError):
+    """A remote service (Vertex AI, Cloud Storage, a Kubeflow Pipelines server) refused or failed a request."""
+
+    exit_code = 1

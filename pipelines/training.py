@@ -30,6 +30,7 @@ def training(
     project: str = "",
     location: str = "us-central1",
     vertex_api_endpoint: str = "",
+    vertex_staging_bucket: str = "",
 ):
     """Train and conditionally deploy a classifier.
 
@@ -45,6 +46,8 @@ def training(
         project: Google Cloud project ID; required when deploy_target is "vertex".
         location: Vertex AI region.
         vertex_api_endpoint: Custom Vertex AI API endpoint, e.g. a fake server; empty for the real one.
+        vertex_staging_bucket: gs:// URI where a local run stages the model for Vertex AI; empty lets the
+            SDK create a new bucket in the project each run. Unused on Vertex AI Pipelines (already gs://).
     """
     ingest_task = ingest(source_uri=source_uri, label_column=label_column)
     ingest_task.set_display_name("Ingest data")
@@ -83,6 +86,7 @@ def training(
                 model_display_name=model_name,
                 endpoint_display_name=model_name,
                 api_endpoint=vertex_api_endpoint,
+                staging_bucket=vertex_staging_bucket,
                 deployed_by=deployed_by,
                 pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             )

@@ -102,9 +102,10 @@ def deploy_vertex(
             minor version under ":latest" only, and 1.6 is the newest; a model trained with a newer
             scikit-learn may not load there, so for real serving pass an image with the training versions.
         machine_type: Machine type of the deployed model.
-        api_endpoint: Custom API endpoint (e.g. a fake server); when set, REST transport is used.
+        api_endpoint: Custom API endpoint (e.g. a private endpoint or a stand-in); empty for the region's.
+            A plain http:// endpoint is called without credentials.
         staging_bucket: gs:// URI the SDK copies the model directory to when the pipeline root is local;
-            empty means gs://<project>-vertex-staging-<location> (created if missing).
+            empty lets the SDK create a new bucket gs://<project>-vertex-staging-<location>-<random> each time.
         deployed_by: Who deploys; empty means KFP_LINEAGE_DEPLOYED_BY, a CI build URL, or user@host.
         pipeline_job_name: The run's job name (normally dsl.PIPELINE_JOB_NAME_PLACEHOLDER), sent as a label.
     """

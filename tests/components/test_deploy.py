@@ -1,7 +1,8 @@
 """deploy_local end to end on real files; deploy_vertex at its boundary (pure request builders, input checks).
 
-Vertex AI itself is not called, mocked or patched here: everything deploy_vertex sends is built
-by the pure helpers in _vertex, which are tested directly.
+Vertex AI is not called here: everything deploy_vertex sends is built by the pure helpers in _vertex,
+which are tested directly. tests/test_vertex_deploy.py runs deploy_vertex with the real client libraries
+against loopback stand-ins of Vertex AI and Cloud Storage.
 """
 
 import json
@@ -206,17 +207,65 @@ def test_upload_request():
 
 
 def test_init_arguments():
-    assert _vertex.init_kwargs("p", "us-central1") == {"project": "p", "location": "us-central1"}
+    # Always REST and an explicit endpoint: the path the stand-in tests exercise is the one that runs.
+    assert _vertex.init_kwargs("p", "us-central1") == {
+        "project": "p",
+        "location": "us-central1",
+        "api_endpoint": "us-central1-aiplatform.googleapis.com",
+        "api_transport": "rest",
+    }
     assert _vertex.init_kwargs("p", "us-central1", "http://localhost:8080", "gs://b/staging") == {
         "project": "p",
         "location": "us-central1",
         "api_endpoint": "http://localhost:8080",
-        "api_transport": "rest",  # only with a custom endpoint
+        "api_transport": "rest",
         "staging_bucket": "gs://b/staging",
     }
     with pytest.raises(ValueError) as excinfo:
         _vertex.init_kwargs("p", "us-central1", staging_bucket="my-bucket")
     assert_one_line(excinfo, "staging_bucket 'my-bucket' is not a gs:// URI")
+
+
+def test_only_plain_http_endpoints_are_called_without_credentials():
+    assert _vertex.uses_anonymous_credentials("http://127.0.0.1:8080")
+    assert not _vertex.uses_anonymous_credentials("https://vertex.example.com")
+    assert not _vertex.uses_anonymous_credentials("us-central1-aiplatform.googleapis.com")
+    assert not _vertex.uses_anonymous_credentials("")
+
+
+def test_retries_are_bounded_and_only_for_retryable_errors():
+    delays = _vertex.retry_delays()
+    assert len(delays) == _vertex.RETRY_ATTEMPTS - 1
+    assert all(0.5 * bound <= d <= bound for d, bound in zip(delays, [1.0, 2.0, 4.0, 8.0]))
+    calls, slept = [], []
+
+    def flaky():
+        calls.append(1)
+        raise LookupError("429")
+
+    with pytest.raises(LookupError):
+        _vertex.call_with_retry(flaky, lambda e: True, sleep=slept.append)
+    assert len(calls) == _vertex.RETRY_ATTEMPTS and len(slept) == _vertex.RETRY_ATTEMPTS - 1
+    calls.clear()
+    with pytest.raises(LookupError):
+        _vertex.call_with_retry(flaky, lambda e: False, sleep=slept.append)
+    assert len(calls) == 1
+
+
+def test_api_error_messages_name_the_step_the_answer_and_the_fix():
+    describe = _vertex.describe_api_error
+    assert describe("endpoint create", 429, "RESOURCE_EXHAUSTED", "Quota exceeded.", "p-1", "us-central1") == (
+        "Vertex AI endpoint create failed (429 RESOURCE_EXHAUSTED: Quota exceeded.):"
+        " still rate-limited after 5 attempts: retry later or ask for more quota"
+    )
+    assert describe("model deploy", 500, "", "boom", "p-1", "us-central1") == (
+        "Vertex AI model deploy failed (500: boom): check project 'p-1', location 'us-central1', api_endpoint and"
+        " permissions"
+    )
+    assert describe(_vertex.STAGING_STEP, 404, "NOT_FOUND", "No such bucket.", "p-1", "us-central1") == (
+        "Vertex AI model upload (staging the model in Cloud Storage) failed (404 NOT_FOUND: No such bucket.):"
+        " the staging bucket does not exist: create it, or pass another staging_bucket"
+    )
 
 
 def test_endpoint_choice_reuses_the_newest_exact_match():
