@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast specs check-specs lock clean
+.PHONY: setup demo test test-slow test-all bench specs lock clean
 
 setup: $(STAMP)
 
@@ -20,11 +20,21 @@ demo: setup
 	$(BIN)/kfp-lineage run specs/training.yaml
 	$(BIN)/kfp-lineage trace latest/train/model
 
+# Tests marked slow (kills, concurrency, whole-pipeline reruns) stay out of the everyday run; CI runs them too.
 test: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+test-all: setup
 	$(BIN)/python -m pytest -q
 
-test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+# Lineage queries on a synthetic 10k-run store (built once, cached in bench/.cache/), then the runner against
+# kfp.local; each writes its bench/results*.md.
+bench: setup
+	$(BIN)/python bench/bench_queries.py
+	$(BIN)/python bench/bench_runner.py
 
 specs: setup
 	$(BIN)/kfp-lineage compile

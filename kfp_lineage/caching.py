@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from kfp_lineage import launcher, spec as spec_module
+from kfp_lineage import launcher, secrets, spec as spec_module
 
 
 def fingerprint(
@@ -33,7 +33,10 @@ def fingerprint(
     key = {
         "inputArtifactIds": {name: [a.artifact_id for a in arts] for name, arts in sorted(artifacts.items())},
         # whole numbers as ints: a value read back from MLMD (a double) must give the same key as the original
-        "inputParameterValues": launcher.whole_numbers_as_ints(dict(sorted(parameters.items()))),
+        # secrets redacted: a rotated token must not defeat the cache, nor may its hash sit in the store
+        "inputParameterValues": launcher.whole_numbers_as_ints(
+            {name: secrets.redact(name, value) for name, value in sorted(parameters.items())}
+        ),
         "outputArtifactsSpec": {
             name: {"schemaTitle": d.artifact_type.schema_title, "schemaVersion": d.artifact_type.schema_version}
             for name, d in sorted(component.output_definitions.artifacts.items())

@@ -46,6 +46,9 @@ _FUNCTIONS: Dict[str, Callable[[Any], Any]] = {
 
 _LITERALS = {"true": True, "false": False, "null": None}
 
+# Compiled conditions nest a few levels; this keeps a hand-written one far from Python's recursion limit.
+_MAX_NESTING = 50
+
 
 def evaluate_condition(condition: str, parameter_values: Mapping[str, Any]) -> bool:
     """Evaluates a compiled trigger condition against a task's resolved input parameters.
@@ -76,6 +79,14 @@ def check_condition_syntax(condition: str) -> None:
         raise parser.unsupported(f"unexpected {parser.tokens[parser.position][1]!r}")
 
 
+def _short(value: Any) -> str:
+    try:
+        text = repr(value)
+    except ValueError:  # an int of more than 4300 digits
+        return "a huge int"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _tokenize(condition: str) -> List[Tuple[str, str]]:
     tokens: List[Tuple[str, str]] = []
     position = 0
@@ -101,6 +112,7 @@ class _Parser:
         self.position = 0
         self.condition = condition
         self.parameter_values = parameter_values
+        self.depth = 0
 
     def unsupported(self, problem: str) -> errors.UnsupportedFeatureError:
         return errors.UnsupportedFeatureError(
@@ -117,12 +129,19 @@ class _Parser:
         self.position += 1
         return token
 
+    def nest(self, step: int) -> None:
+        self.depth += step
+        if self.depth > _MAX_NESTING:
+            raise self.unsupported(f"it nests more than {_MAX_NESTING} levels deep")
+
     def parse_expression(self) -> Any:
+        self.nest(1)
         value = self.parse_and()
         while self.peek()[1] == "||":
             self.take()
             right = self.parse_and()
             value = bool(value) or bool(right)
+        self.nest(-1)
         return value
 
     def parse_and(self) -> Any:
@@ -136,7 +155,10 @@ class _Parser:
     def parse_unary(self) -> Any:
         if self.peek()[1] == "!":
             self.take()
-            return not self.parse_unary()
+            self.nest(1)
+            value = not self.parse_unary()
+            self.nest(-1)
+            return value
         return self.parse_compare()
 
     def parse_compare(self) -> Any:
@@ -162,7 +184,10 @@ class _Parser:
         if kind == "string":
             return text[1:-1]
         if kind == "number":
-            return float(text) if any(c in text for c in ".eE") else int(text)
+            try:
+                return float(text) if any(c in text for c in ".eE") else int(text)
+            except ValueError:  # int() refuses more than 4300 digits
+                raise self.unsupported(f"the number {text[:20]}... has too many digits") from None
         if kind == "name":
             if text in _LITERALS:
                 return _LITERALS[text]
@@ -170,7 +195,14 @@ class _Parser:
                 self.take("(")
                 argument = self.parse_expression()
                 self.take(")")
-                return _FUNCTIONS[text](argument) if self.parameter_values is not None else argument
+                if self.parameter_values is None:
+                    return argument
+                try:
+                    return _FUNCTIONS[text](argument)
+                except (ValueError, TypeError, OverflowError) as e:  # int('abc'), int(None), int(inf)
+                    raise errors.InvalidInputError(
+                        f"trigger condition {self.condition!r} cannot evaluate {text}({_short(argument)}): {e}"
+                    ) from None
             if text == "inputs":
                 return self.parse_input_reference()
         raise self.unsupported(f"unexpected {text!r}")

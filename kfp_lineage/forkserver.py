@@ -236,16 +236,15 @@ class ForkServer:
             process._ended.set()
 
     def close(self) -> None:
-        """Stops the server after its running children end (they are waited for by then)."""
+        """Stops the server. Call it when no task is running: the run has waited for every task by then, and a
+        clean interpreter shutdown of the server would only add tens of milliseconds to every run."""
         try:
             self._process.stdin.close()
         except OSError:
             pass
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        self._process.kill()
+        self._process.wait()
+        self._reader.join(timeout=5)
 
 
 if __name__ == "__main__":

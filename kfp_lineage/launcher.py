@@ -26,7 +26,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from packaging import requirements as packaging_requirements
 from packaging import version as packaging_version
 
-from kfp_lineage import errors
+from kfp_lineage import errors, secrets
 from kfp_lineage import forkserver as forkserver_module
 
 ContainerSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec
@@ -95,6 +95,7 @@ class TaskLaunch:
     timeout: Optional[float] = None
     processes: Optional["RunningProcesses"] = None
     forkserver: Optional[forkserver_module.ForkServer] = None
+    secret_values: Tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -325,8 +326,15 @@ def run_task(launch: TaskLaunch) -> TaskOutcome:
         if launch.processes is not None and launch.processes.canceled:
             return TaskOutcome(False, {}, {}, time.monotonic() - started, error="canceled", canceled=True)
     duration = time.monotonic() - started
+    if launch.secret_values:
+        scrub_log(launch.log_path, launch.secret_values)
     if returncode != 0:
-        reason = f"killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
+        if returncode < 0:
+            reason = f"killed by signal {-returncode}"
+        elif 128 < returncode <= 128 + 64:  # the task's shell reports a child killed by signal N as 128 + N
+            reason = f"killed by signal {returncode - 128} (exit code {returncode})"
+        else:
+            reason = f"exited with code {returncode}"
         last_line = _last_error_line(launch.log_path)
         return TaskOutcome(
             False, {}, {}, duration, error=reason + (f": {last_line}" if last_line else ""), returncode=returncode
@@ -342,6 +350,20 @@ def _signal_group(process: subprocess.Popen, signal_number: int) -> None:
     try:
         os.killpg(process.pid, signal_number)
     except (ProcessLookupError, PermissionError):
+        pass
+
+
+def scrub_log(log_path: str, values: Sequence[str]) -> None:
+    """Replaces secret values in a finished task's log (the KFP executor logs its whole input) in place."""
+    try:
+        with open(log_path, "r", encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read()
+        cleaned = secrets.scrub(text, values)
+        if cleaned != text:
+            with open(log_path + ".tmp", "w", encoding="utf-8", errors="surrogateescape") as f:
+                f.write(cleaned)
+            os.replace(log_path + ".tmp", log_path)
+    except OSError:
         pass
 
 

@@ -19,7 +19,8 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-from kfp_lineage import caching, conditions, errors, launcher, preflight, progress, recorder, resolution
+from kfp_lineage import caching, conditions, errors, launcher, preflight, progress, recorder, recovery, resolution
+from kfp_lineage import digests, secrets
 from kfp_lineage import spec as spec_module
 
 PipelineTaskSpec = pipeline_spec_pb2.PipelineTaskSpec
@@ -239,6 +240,9 @@ class Orchestrator:
         """
         started = time.monotonic()
         self._contexts = self.recorder.begin_run(self.pipeline_name, self.options.run_id, self.run_root)
+        for dead in recovery.recover(self.recorder.store, pipeline_context=self._contexts.pipeline):
+            self.reporter.warn(f"run {dead.run_id} was left unfinished by a killed runner: marked its "
+                               f"{dead.executions_failed} running executions FAILED")
         os.makedirs(self.scratch_root, exist_ok=True)
         self._task_env = dict(self.options.env)
         self._task_env["PATH"] = launcher.python_shim_dir(self.scratch_root) + os.pathsep + self._task_env.get(
@@ -277,9 +281,10 @@ class Orchestrator:
             self._pool.shutdown(wait=True)
             if self._forkserver is not None:
                 self._forkserver.close()
+        root_result = self._root_result or TaskResult("", FAILED, root_execution)
+        self.recorder.finish_run(self._contexts, FAILED if self._interrupted else root_result.state)
         if self._interrupted:
             raise KeyboardInterrupt
-        root_result = self._root_result or TaskResult("", FAILED, root_execution)
         counts: Dict[str, int] = {}
         for task in self.results.values():
             counts[task.state] = counts.get(task.state, 0) + 1
@@ -397,7 +402,7 @@ class Orchestrator:
     def _finish_frame(self, frame: _Frame) -> None:
         """Publishes a DAG whose children are all final, then calls its on_done."""
         frame.finished = True
-        failed = any(state in (FAILED, NOT_RUN) for state in frame.states.values())
+        failed = self._interrupted or any(state in (FAILED, NOT_RUN) for state in frame.states.values())
         produced, error = Produced(), ""
         if not failed:
             try:
@@ -503,7 +508,8 @@ class Orchestrator:
         self._advance_loop(loop)
 
     def _finish_loop(self, loop: _Loop) -> None:
-        failed = loop.not_started > 0 or any(state not in _SUCCEEDED for state in loop.states.values())
+        failed = self._interrupted or loop.not_started > 0 or any(
+            state not in _SUCCEEDED for state in loop.states.values())
         produced = Produced() if failed else resolution.collect_iterations(
             loop.component, [loop.results[i] for i in sorted(loop.results)]
         )
@@ -600,6 +606,7 @@ class Orchestrator:
             timeout=self.options.task_timeout,
             processes=self._processes,
             forkserver=self._get_forkserver(),
+            secret_values=tuple(secrets.secret_values({**self.arguments, **queued.parameters})),
         )
         os.makedirs(os.path.dirname(launch.log_path), exist_ok=True)
         self.reporter.task_started(key)
@@ -643,7 +650,8 @@ class Orchestrator:
             output: [
                 recorder.OutputArtifact(
                     schema_title=artifact.type.schema_title, uri=artifact.uri,
-                    metadata=json_format.MessageToDict(artifact.metadata), display_name=output,
+                    metadata=_with_digest(json_format.MessageToDict(artifact.metadata), artifact.uri),
+                    display_name=output,
                 )
                 for artifact in artifacts
             ]
@@ -733,6 +741,14 @@ def _run_attempt(launch: launcher.TaskLaunch, attempt: int, delay: float) -> lau
     return launcher.run_task(launch)
 
 
+def _with_digest(metadata: Dict[str, Any], uri: str) -> Dict[str, Any]:
+    """The artifact's metadata plus the sha256 of its local file or directory (tamper evidence for `verify`)."""
+    digest = digests.path_sha256(uri) if "://" not in uri else None
+    if digest is not None:
+        metadata = dict(metadata, **{digests.DIGEST_PROPERTY: digest})
+    return metadata
+
+
 def _outputs_json(produced: Produced) -> Dict[str, Dict[str, Any]]:
     outputs: Dict[str, Dict[str, Any]] = {name: {"value": value} for name, value in produced.parameters.items()}
     for name, artifacts in produced.artifacts.items():
@@ -759,7 +775,7 @@ def _typed_outputs(component: ComponentSpec, values: Mapping[str, Any]) -> Dict[
 def _artifact_metadata(artifact: mlmd_pb.Artifact) -> Dict[str, Any]:
     """An MLMD artifact's metadata as a task sees it (our bookkeeping properties left out)."""
     return {k: recorder.value_to_python(v) for k, v in artifact.custom_properties.items()
-            if k not in ("display_name", "store_session_info")}
+            if k not in ("display_name", "store_session_info", digests.DIGEST_PROPERTY)}
 
 
 def _version_of(component: ComponentSpec, output: str) -> str:

@@ -6,6 +6,7 @@ milliseconds with the feature's name, not halfway through.
 
 from __future__ import annotations
 
+import re
 import shutil
 from typing import List
 
@@ -22,6 +23,17 @@ def deployment_config(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> pipeline
     deployment = pipeline_spec_pb2.PipelineDeploymentConfig()
     json_format.ParseDict(json_format.MessageToDict(pipeline_spec.deployment_spec), deployment)
     return deployment
+
+
+_PATH_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
+
+
+def _check_path_part(value: str, what: str) -> None:
+    """Task names and output keys become directory names under the pipeline root; none may climb out of it."""
+    if not _PATH_PART.match(value) or value in (".", ".."):
+        raise errors.InvalidInputError(
+            f"{what} cannot be used in a path under the pipeline root: use letters, digits, '_', '.' and '-'"
+        )
 
 
 def check_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> List[launcher.RequirementProblem]:
@@ -41,15 +53,28 @@ def check_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> List[launch
     def check_dag(component: ComponentSpec, where: str) -> None:
         for name, task in component.dag.tasks.items():
             label = f"{where}/{name}" if where else name
+            _check_path_part(name, f"task name {label!r}")
             if task.trigger_policy.condition:
                 conditions.check_condition_syntax(task.trigger_policy.condition)
             for parameter in task.inputs.parameters.values():
                 if parameter.parameter_expression_selector:
                     resolution.check_selector_syntax(parameter.parameter_expression_selector)
+            if task.component_ref.name not in pipeline_spec.components:
+                raise errors.InvalidInputError(
+                    f"task {label!r} refers to component {task.component_ref.name!r}, which the spec does not "
+                    "define: recompile the pipeline"
+                )
             child = pipeline_spec.components[task.component_ref.name]
             if child.WhichOneof("implementation") == "dag":
                 check_dag(child, label)
                 continue
+            for output in child.output_definitions.artifacts:
+                _check_path_part(output, f"output {output!r} of task {label!r}")
+            if child.executor_label not in deployment.executors:
+                raise errors.InvalidInputError(
+                    f"task {label!r} uses executor {child.executor_label!r}, which deploymentSpec does not define: "
+                    "recompile the pipeline"
+                )
             executor = deployment.executors[child.executor_label]
             kind = executor.WhichOneof("spec")
             if kind == "importer":

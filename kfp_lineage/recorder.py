@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import socket
 import threading
+import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from google.protobuf import struct_pb2
@@ -15,7 +18,7 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-from kfp_lineage import errors
+from kfp_lineage import errors, secrets
 
 PIPELINE_CONTEXT_TYPE = "system.Pipeline"
 RUN_CONTEXT_TYPE = "system.PipelineRun"
@@ -29,6 +32,22 @@ RUN_RESOURCE_NAME = "run-resource"
 LOCAL_STORE_SESSION_INFO = json.dumps({"Provider": "local", "Params": {}}, separators=(",", ":"))
 
 State = mlmd_pb.Execution.State
+
+RUNNER_PROPERTY = "runner"
+RUNNER_STATE_PROPERTY = "runner_state"
+
+
+def runner_identity(pid: Optional[int] = None) -> str:
+    """`host:pid:start` of a process (start = its start time in clock ticks since boot, from /proc), which stays
+    unique when the pid is reused; `host:pid:` where /proc is unavailable."""
+    pid = os.getpid() if pid is None else pid
+    start = ""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            start = f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        pass
+    return f"{socket.gethostname()}:{pid}:{start}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +121,9 @@ class Recorder:
                 "resource_name": RUN_RESOURCE_NAME,
                 "pipeline_root": run_root,
                 "store_session_info": LOCAL_STORE_SESSION_INFO,
+                # Who runs it, so `kfp-lineage recover` can tell a live run from one whose runner was killed.
+                RUNNER_PROPERTY: runner_identity(),
+                RUNNER_STATE_PROPERTY: "RUNNING",
             }
             run_context = mlmd_pb.Context(type_id=run_type, name=run_id)
             set_custom_properties(run_context, run_properties)
@@ -110,6 +132,13 @@ class Recorder:
                 [mlmd_pb.ParentContext(child_id=run_context.id, parent_id=pipeline_context.id)]
             )
             return RunContexts(pipeline=pipeline_context, run=run_context)
+
+    def finish_run(self, contexts: RunContexts, state: str) -> None:
+        """Marks the run context as finished by its runner (COMPLETE or FAILED)."""
+        with self._lock:
+            [context] = self.store.get_contexts_by_id([contexts.run.id])
+            context.custom_properties[RUNNER_STATE_PROPERTY].string_value = state
+            _retry_transient(self.store.put_contexts, [context])
 
     def _get_or_create_context(
         self, type_id: int, type_name: str, name: str, properties: Mapping[str, Any]
@@ -159,7 +188,8 @@ class Recorder:
         set_custom_properties(execution, properties)
         with self._lock:
             execution.type_id = self._execution_type_id(execution_type)
-            execution_id, _, _ = self.store.put_execution(
+            execution_id, _, _ = _retry_transient(
+                self.store.put_execution,
                 execution,
                 [(None, event) for event in events],
                 [contexts.pipeline, contexts.run],
@@ -203,7 +233,8 @@ class Recorder:
                 for artifact_id in artifact_ids:
                     pairs.append((None, _event(mlmd_pb.Event.OUTPUT, key, artifact_id)))
                     keys.append(key)
-            execution_id, artifact_ids, _ = self.store.put_execution(
+            execution_id, artifact_ids, _ = _retry_transient(
+                self.store.put_execution,
                 execution,
                 pairs,
                 [contexts.pipeline, contexts.run],
@@ -251,7 +282,8 @@ class Recorder:
                 for artifact_id in artifact_ids:
                     pairs.append((None, _event(mlmd_pb.Event.OUTPUT, key, artifact_id)))
                     keys.append(key)
-            _, artifact_ids, _ = self.store.put_execution(
+            _, artifact_ids, _ = _retry_transient(
+                self.store.put_execution,
                 execution,
                 pairs,
                 [contexts.pipeline, contexts.run],
@@ -265,7 +297,8 @@ class Recorder:
 
     def _new_artifact(self, output: OutputArtifact) -> mlmd_pb.Artifact:
         artifact = mlmd_pb.Artifact(
-            type_id=self._artifact_type_id(output.schema_title), uri=output.uri, state=mlmd_pb.Artifact.LIVE
+            type_id=self._artifact_type_id(output.schema_title), uri=secrets.redact_url(output.uri),
+            state=mlmd_pb.Artifact.LIVE,
         )
         set_custom_properties(artifact, output.metadata)
         set_custom_properties(
@@ -335,6 +368,26 @@ class Recorder:
         return [by_id[i] for i in artifact_ids]
 
 
+_TRANSIENT_ATTEMPTS = 8
+
+
+def _retry_transient(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """Runs one ml-metadata write, retrying when the database reports a transient conflict.
+
+    A transaction ml-metadata aborts (a MySQL deadlock between concurrent runs, SQLite's "database is locked"
+    past its busy timeout) was rolled back whole, so running it again is safe.
+    """
+    for attempt in range(_TRANSIENT_ATTEMPTS):
+        try:
+            return call(*args, **kwargs)
+        except Exception as e:  # ml-metadata raises errors.* classes; their text names the database's reason
+            text = str(e).lower()
+            transient = isinstance(e, mlmd_errors.AbortedError) or "deadlock" in text or "database is locked" in text
+            if not transient or attempt + 1 == _TRANSIENT_ATTEMPTS:
+                raise
+            time.sleep(min(1.0, 0.02 * 2**attempt))
+
+
 def _event(event_type: int, key: str, artifact_id: int = 0) -> mlmd_pb.Event:
     event = mlmd_pb.Event(type=event_type)
     if artifact_id:
@@ -393,6 +446,7 @@ def set_custom_properties(message: Any, properties: Mapping[str, Any]) -> None:
     follows to_mlmd_value.
     """
     for key, value in dict(properties).items():
+        value = secrets.redact(key, value)  # no credential reaches MLMD, whatever the caller passes
         if isinstance(value, int) and not isinstance(value, bool) and not isinstance(message, mlmd_pb.Artifact):
             message.custom_properties[key].int_value = value
             continue

@@ -6,10 +6,11 @@ import dataclasses
 import importlib
 import importlib.util
 import json
+import math
 import os
 import sys
 import tempfile
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Iterator, Mapping, Optional, Union
 
 import yaml
 from google.protobuf import json_format
@@ -17,7 +18,7 @@ from kfp import compiler
 from kfp.dsl import base_component, graph_component
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from kfp_lineage import errors
+from kfp_lineage import errors, secrets
 
 ParameterType = pipeline_spec_pb2.ParameterType.ParameterTypeEnum
 
@@ -61,6 +62,14 @@ def _load_yaml(path: str) -> LoadedPipeline:
         where = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(e, "problem", None) or "invalid YAML"
         raise errors.InvalidInputError(f"pipeline spec {path} is not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise errors.InvalidInputError(
+            f"pipeline spec {path} is not UTF-8 text: pass a compiled pipeline YAML file"
+        ) from None
+    except RecursionError:
+        raise errors.InvalidInputError(_too_deep(path)) from None
+    except OSError as e:
+        raise errors.InvalidInputError(f"cannot read pipeline spec {path}: {e.strerror}") from None
     if not documents or not isinstance(documents[0], dict):
         raise errors.InvalidInputError(f"pipeline spec {path} is empty or not a mapping: pass a compiled pipeline YAML")
     document = documents[0]
@@ -77,12 +86,90 @@ def _load_yaml(path: str) -> LoadedPipeline:
                 f"{path} uses platform-specific features ({platforms} platform spec, e.g. volumes or secrets "
                 "from kfp-kubernetes), which are not supported locally: run it on a cluster, or drop them"
             )
+    _check_finite_numbers(document, path)
     spec = pipeline_spec_pb2.PipelineSpec()
     try:
         json_format.ParseDict(document, spec)
+        # Parsed here, not first when the run starts, so that a bad executor is refused like any other bad field.
+        json_format.ParseDict(document.get("deploymentSpec") or {}, pipeline_spec_pb2.PipelineDeploymentConfig())
     except json_format.ParseError as e:
-        raise errors.InvalidInputError(f"{path} is not a valid PipelineSpec: {e}") from None
+        problem = " ".join(line.strip() for line in str(e).splitlines())
+        raise errors.InvalidInputError(f"{path} is not a valid PipelineSpec: {problem}") from None
+    except RecursionError:
+        raise errors.InvalidInputError(_too_deep(path)) from None
+    _check_no_component_cycle(spec, path)
+    _check_artifact_types(spec, path)
     return LoadedPipeline(spec=spec, source=os.path.abspath(path))
+
+
+def _check_finite_numbers(document: Any, path: str) -> None:
+    """Refuses a nan or inf anywhere (YAML has .nan and .inf): JSON, and so protobuf's Struct, cannot hold them."""
+    stack, seen = [("", document)], set()
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, (dict, list)):
+            if id(node) in seen:  # a YAML alias: checked already, or a cycle (`&a {x: *a}`) the parser refuses
+                continue
+            seen.add(id(node))
+        if isinstance(node, dict):
+            stack.extend((f"{where}.{key}" if where else str(key), child) for key, child in node.items())
+        elif isinstance(node, list):
+            stack.extend((f"{where}[{index}]", child) for index, child in enumerate(node))
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise errors.InvalidInputError(
+                f"{path} is not a valid PipelineSpec: the value at {where!r} is {node}, which JSON cannot hold: "
+                "recompile the pipeline"
+            )
+
+
+def _check_artifact_types(spec: pipeline_spec_pb2.PipelineSpec, path: str) -> None:
+    """Refuses an artifact declared without a type: MLMD records every artifact under its schema title."""
+    for component_name, component in [("root", spec.root), *spec.components.items()]:
+        for kind, definitions in (("input", component.input_definitions), ("output", component.output_definitions)):
+            for name, definition in definitions.artifacts.items():
+                if not definition.artifact_type.schema_title:
+                    raise errors.InvalidInputError(
+                        f"{path} is not a valid PipelineSpec: {kind} artifact {name!r} of {component_name!r} has no "
+                        "artifactType.schemaTitle: recompile the pipeline"
+                    )
+
+
+def _check_no_component_cycle(spec: pipeline_spec_pb2.PipelineSpec, path: str) -> None:
+    """Refuses a DAG component that contains itself (directly or through other DAGs): no walk of it would end.
+
+    Walks iteratively, so a deep spec cannot overflow the stack; references to undefined components are left to
+    the pre-run checks, which name the task.
+    """
+    components = spec.components
+
+    def children(component: pipeline_spec_pb2.ComponentSpec) -> Iterator[tuple]:
+        for task_name, task in component.dag.tasks.items():
+            if task.component_ref.name in components:
+                yield task_name, task.component_ref.name
+
+    visiting: set = set()
+    done: set = set()
+    stack = [("", children(spec.root))]
+    while stack:
+        name, pending = stack[-1]
+        for task_name, child in pending:
+            if child in visiting:
+                raise errors.InvalidInputError(
+                    f"{path} is not a valid PipelineSpec: component {child!r} contains itself "
+                    f"(through task {task_name!r}): recompile the pipeline"
+                )
+            if child not in done:
+                visiting.add(child)
+                stack.append((child, children(components[child])))
+                break
+        else:
+            stack.pop()
+            visiting.discard(name)
+            done.add(name)
+
+
+def _too_deep(path: str) -> str:
+    return f"pipeline spec {path} is nested too deeply to be a compiled pipeline: pass a compiled pipeline YAML file"
 
 
 def _load_python(target: str) -> LoadedPipeline:
@@ -198,7 +285,8 @@ def convert_parameter(name: str, value: Any, parameter_type: int) -> Any:
 
     def bad() -> errors.InvalidInputError:
         return errors.InvalidInputError(
-            f"parameter {name!r} expects {expected}, got {_short(value)}: pass --param {name}=<{expected}>"
+            f"parameter {name!r} expects {expected}, got {_short(name, value)}: "
+            f"pass --param {name}=<{expected}>"
         )
 
     if parameter_type == ParameterType.STRING:
@@ -227,29 +315,71 @@ def convert_parameter(name: str, value: Any, parameter_type: int) -> Any:
     if parameter_type == ParameterType.NUMBER_DOUBLE:
         if isinstance(value, bool):
             raise bad()
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+        if isinstance(value, (int, float, str)):
             try:
-                return float(value)
-            except ValueError:
+                number = float(value)
+            except (ValueError, OverflowError):  # not a number, or an int beyond any float
                 raise bad() from None
+            if not math.isfinite(number):  # tasks receive parameters as JSON, which has no nan or inf
+                raise errors.InvalidInputError(
+                    f"parameter {name!r} expects a finite float, got {_short(name, value)}: "
+                    f"pass --param {name}=<float>"
+                )
+            return number
         raise bad()
     if parameter_type in (ParameterType.LIST, ParameterType.STRUCT):
         python_type = list if parameter_type == ParameterType.LIST else dict
         if isinstance(value, str):
             try:
                 value = json.loads(value)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # not JSON (or an int of 4300+ digits), or nested too deep to parse
                 raise bad() from None
-        if isinstance(value, python_type):
-            return value
-        raise bad()
+        if not isinstance(value, python_type):
+            raise bad()
+        problem = _json_problem(value)
+        if problem:
+            raise errors.InvalidInputError(
+                f"parameter {name!r} expects a JSON {expected}, got one with {problem}: pass strings, finite "
+                f"numbers, booleans, null, lists and str-keyed dicts, at most {MAX_PARAMETER_NESTING} levels deep"
+            )
+        return value
     return value
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
+MAX_PARAMETER_NESTING = 20  # levels of lists/dicts; ml-metadata fails to parse a run's record from about 30
+
+
+def _json_problem(value: Any) -> Optional[str]:
+    """What keeps a list or dict from being recorded in MLMD and passed to tasks as JSON, or None.
+
+    Iterative, so a value nested thousands deep is described, not a RecursionError.
+    """
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            if depth > MAX_PARAMETER_NESTING:
+                return f"lists or dicts nested more than {MAX_PARAMETER_NESTING} levels deep"
+            if isinstance(item, dict):
+                for key in item:
+                    if not isinstance(key, str):
+                        return f"a key of type {type(key).__name__}"
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"the number {item!r}"
+        elif item is not None and not isinstance(item, (bool, int, float, str)):
+            return f"a value of type {type(item).__name__}"
+    return None
+
+
+def _short(name: str, value: Any) -> str:
+    """The value (secrets redacted) for an error message: at most 60 characters, whatever its size or depth."""
+    try:
+        text = repr(secrets.redact(name, value))
+    except (ValueError, RecursionError):  # an int of more than 4300 digits, or a list nested a thousand deep
+        text = f"a value of type {type(value).__name__} too large to show"
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 import urllib.parse
 from typing import Optional
 
@@ -16,6 +17,7 @@ DEFAULT_STORE_PATH = os.path.join(".kfp-lineage", "mlmd.sqlite")
 STORE_ENV_VAR = "KFP_LINEAGE_STORE"
 
 _SCHEMES = ("sqlite", "mysql", "postgresql")
+_OPEN_ATTEMPTS = 12  # with the backoff below: about 12 s before giving up
 _DEFAULT_PORTS = {"mysql": 3306, "postgresql": 5432}
 
 
@@ -35,7 +37,7 @@ class StoreURL:
     def redacted(self) -> str:
         """The URL with any password replaced by `***`."""
         if self.scheme == "sqlite":
-            return f"sqlite:///{self.path.lstrip('/')}" if not os.path.isabs(self.path) else f"sqlite://{self.path}"
+            return f"sqlite:///{self.path}"  # absolute paths give sqlite:////abs/path, which parses back the same
         auth = self.user + (":***" if self.password else "")
         return f"{self.scheme}://{auth}@{self.host}:{self.port}/{self.database}"
 
@@ -81,7 +83,13 @@ def parse_store_url(url: Optional[str]) -> StoreURL:
         return StoreURL(scheme="sqlite", path=os.path.abspath(DEFAULT_STORE_PATH))
     if "://" not in url:
         return StoreURL(scheme="sqlite", path=os.path.abspath(url))
-    parsed = urllib.parse.urlsplit(url)
+    try:
+        parsed = urllib.parse.urlsplit(url)
+    except ValueError as e:  # e.g. "Invalid IPv6 URL" for an unmatched '['
+        raise errors.StoreError(
+            f"store URL {_redact_netloc(url)} cannot be parsed ({e}): use a file path, sqlite:///PATH, "
+            "mysql://USER:PASSWORD@HOST:PORT/DB or postgresql://USER@HOST:PORT/DB"
+        ) from None
     scheme = {"postgres": "postgresql", "mariadb": "mysql"}.get(parsed.scheme, parsed.scheme)
     if scheme not in _SCHEMES:
         shown = url.split("://", 1)[0]
@@ -100,8 +108,16 @@ def parse_store_url(url: Optional[str]) -> StoreURL:
         port = parsed.port or _DEFAULT_PORTS[scheme]
     except ValueError:
         raise errors.StoreError(
-            f"store URL {_redact_netloc(url)} has a port that is not a number: use {scheme}://USER@HOST:PORT/DB"
+            f"store URL {_redact_netloc(url)} has a port that is not a number from 0 to 65535: "
+            f"use {scheme}://USER@HOST:PORT/DB"
         ) from None
+    if "@" in parsed.path + parsed.query + parsed.fragment:
+        # A raw '/', '?' or '#' in the password ended the host part early; the rest of the password would
+        # otherwise be read as the database and shown.
+        raise errors.StoreError(
+            f"store URL {_redact_netloc(url)} has '@' after the host: percent-encode special characters in the "
+            "user and password (%2F for /, %3F for ?, %23 for #, %40 for @)"
+        )
     database = parsed.path.lstrip("/")
     if not parsed.hostname or not database:
         raise errors.StoreError(
@@ -118,12 +134,17 @@ def parse_store_url(url: Optional[str]) -> StoreURL:
 
 
 def _redact_netloc(url: str) -> str:
-    """The URL with the password part of its authority replaced by `***`."""
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.password is None:
-        return url
-    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parsed._replace(netloc=netloc))
+    """The URL as an error shows it: everything between the user's ':' and the last '@' replaced by `***`.
+
+    Works on the text rather than urlsplit, so a password with a raw '/', '?', '#', '@' or '[' is hidden too;
+    control characters are escaped so the message stays one line.
+    """
+    scheme, separator, rest = url.partition("://")
+    userinfo, at, hostpart = rest.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        url = f"{scheme}{separator}{user}{':***' if colon else ''}@{hostpart}"
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in url)
 
 
 def open_store(url: StoreURL) -> metadata_store.MetadataStore:
@@ -139,12 +160,22 @@ def open_store(url: StoreURL) -> metadata_store.MetadataStore:
         except OSError as e:
             raise errors.StoreError(f"cannot create the store directory {directory}: {e.strerror}") from None
         created = not os.path.exists(url.path)
-    try:
-        store = metadata_store.MetadataStore(url.connection_config())
-    except Exception as e:  # ml-metadata raises its own errors.* classes and RuntimeError
-        cause = str(e).replace(url.password, "***") if url.password else str(e)
-        cause = " ".join(cause.split())[:300]
-        raise errors.StoreError(f"cannot open the metadata store {url.redacted}: {cause}") from None
+    store = None
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            store = metadata_store.MetadataStore(url.connection_config())
+            break
+        except Exception as e:  # ml-metadata raises its own errors.* classes and RuntimeError
+            # Several processes connecting to an empty database race to create the schema; ml-metadata then
+            # says "... concurrent connection to the empty database. Please retry the connection."
+            # On PostgreSQL the loser of that race sees "relation ... already exists" or a duplicate key instead.
+            racing = any(sign in str(e).lower() for sign in ("retry", "already exists", "duplicate key"))
+            if racing and attempt + 1 < _OPEN_ATTEMPTS:
+                time.sleep(min(2.0, 0.05 * 2**attempt))
+                continue
+            cause = str(e).replace(url.password, "***") if url.password else str(e)
+            cause = " ".join(cause.split())[:300]
+            raise errors.StoreError(f"cannot open the metadata store {url.redacted}: {cause}") from None
     if url.scheme == "sqlite" and created:
         os.chmod(url.path, 0o600)
     return store

@@ -40,7 +40,7 @@ def test_run_json_contract(tmp_path, linear_yaml):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["run_id"] == "cli-1" and data["state"] == "COMPLETE"
-    assert data["store"] == f"sqlite://{store}"
+    assert data["store"] == f"sqlite:///{store}"  # sqlite:////abs/path: parses back to the same file
     assert data["pipeline_root"] == str(tmp_path / "root")
     make = data["tasks"]["make-dataset"]
     assert make["state"] == "COMPLETE" and isinstance(make["execution_id"], int)
@@ -95,7 +95,7 @@ def test_console_script_runs_from_the_store_env_var(tmp_path, linear_yaml):
         cwd=tmp_path, env=env, capture_output=True, text=True,
     )
     assert completed.returncode == 0, completed.stderr
-    assert json.loads(completed.stdout)["store"] == f"sqlite://{tmp_path}/env.sqlite"
+    assert json.loads(completed.stdout)["store"] == f"sqlite:///{tmp_path}/env.sqlite"
     assert (tmp_path / ".kfp-lineage" / "pipeline-root" / "linear").is_dir()
 
 

@@ -29,11 +29,17 @@ def test_linear_pipeline_records_contexts_executions_artifacts_and_events(tmp_pa
     run_context = store.get_context_by_type_and_name("system.PipelineRun", "linear-1")
     assert [c.id for c in store.get_parent_contexts_by_context(run_context.id)] == [pipeline_context.id]
     run_root = str(tmp_path / "root" / "linear" / "linear-1")
-    assert {k: v.string_value for k, v in run_context.custom_properties.items()} == {
+    import socket
+
+    props = {k: v.string_value for k, v in run_context.custom_properties.items()}
+    runner = props.pop("runner")
+    assert runner.startswith(f"{socket.gethostname()}:{os.getpid()}:")
+    assert props == {
         "namespace": "local",
         "resource_name": "run-resource",
         "pipeline_root": run_root,
         "store_session_info": '{"Provider":"local","Params":{}}',
+        "runner_state": "COMPLETE",
     }
 
     view = RunView(store, "linear-1")

@@ -94,3 +94,98 @@ def test_required_parameter(tmp_path):
     loaded = spec.load_pipeline(needs)
     with pytest.raises(errors.InvalidInputError, match=r"parameter 'rows' \(int\) is required: pass --param rows=VALUE"):
         spec.validate_arguments(loaded.spec, {})
+
+
+# Regressions found by tests/reliability/test_fuzz_inputs.py: each was a traceback or a multi-line error.
+
+
+def _refusal(path) -> str:
+    with pytest.raises(errors.InvalidInputError) as raised:
+        spec.load_pipeline(str(path))
+    return str(raised.value)
+
+
+def test_non_utf8_spec_is_refused(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(b"\x80")
+    assert _refusal(path) == f"pipeline spec {path} is not UTF-8 text: pass a compiled pipeline YAML file"
+
+
+def test_deeply_nested_spec_is_refused(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("pipelineInfo: {name: x}\nroot: " + "[" * 3000 + "1\n")
+    assert _refusal(path) == (
+        f"pipeline spec {path} is nested too deeply to be a compiled pipeline: pass a compiled pipeline YAML file"
+    )
+
+
+def test_invalid_spec_error_is_one_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("pipelineInfo: {name: x}\nroot: {'': 1}\n")
+    assert _refusal(path) == (
+        f'{path} is not a valid PipelineSpec: Failed to parse root field: Message type "ml_pipelines.ComponentSpec" '
+        'has no field named "" at "PipelineSpec.root". Available Fields(except extensions): '
+        "\"['inputDefinitions', 'outputDefinitions', 'dag', 'executorLabel', 'singlePlatformSpecs']\"."
+    )
+
+
+def test_component_that_contains_itself_is_refused(tmp_path):
+    import yaml
+
+    path = tmp_path / "cycle.yaml"
+    compiler.Compiler().compile(pipelines.nested, str(path))
+    document = yaml.safe_load(path.read_text())
+    document["components"]["comp-prepare"]["dag"]["tasks"]["make-dataset"]["componentRef"]["name"] = "comp-prepare"
+    path.write_text(yaml.safe_dump(document))
+    assert _refusal(path) == (
+        f"{path} is not a valid PipelineSpec: component 'comp-prepare' contains itself (through task "
+        "'make-dataset'): recompile the pipeline"
+    )
+
+
+def _nested_list(depth):
+    value = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+JSON_VALUES = "strings, finite numbers, booleans, null, lists and str-keyed dicts, at most 20 levels deep"
+
+
+@pytest.mark.parametrize(
+    "parameter_type, value, message",
+    [
+        (spec.ParameterType.NUMBER_DOUBLE, 10**400, f"parameter 'p' expects float, got {str(10**400)[:57]}...: "
+         "pass --param p=<float>"),
+        (spec.ParameterType.NUMBER_DOUBLE, "nan", "parameter 'p' expects a finite float, got 'nan': pass --param p=<float>"),
+        (spec.ParameterType.NUMBER_DOUBLE, float("inf"), "parameter 'p' expects a finite float, got inf: "
+         "pass --param p=<float>"),
+        (spec.ParameterType.STRING, 10**5000, "parameter 'p' expects str, got a value of type int too large to show: "
+         "pass --param p=<str>"),
+        (spec.ParameterType.NUMBER_INTEGER, _nested_list(5000), "parameter 'p' expects int, got a value of type list "
+         "too large to show: pass --param p=<int>"),
+        (spec.ParameterType.LIST, "[" * 5000 + "]" * 5000, f"parameter 'p' expects list, got {repr('[' * 5000)[:57]}...: "
+         "pass --param p=<list>"),
+        (spec.ParameterType.LIST, "[" + "1" * 5000 + "]", f"parameter 'p' expects list, got {repr('[' + '1' * 100)[:57]}...: "
+         "pass --param p=<list>"),
+        (spec.ParameterType.LIST, "[" * 21 + "]" * 21, "parameter 'p' expects a JSON list, got one with lists or dicts "
+         f"nested more than 20 levels deep: pass {JSON_VALUES}"),
+        (spec.ParameterType.LIST, [float("nan")], f"parameter 'p' expects a JSON list, got one with the number nan: "
+         f"pass {JSON_VALUES}"),
+        (spec.ParameterType.LIST, [b"x"], f"parameter 'p' expects a JSON list, got one with a value of type bytes: "
+         f"pass {JSON_VALUES}"),
+        (spec.ParameterType.STRUCT, {1: 2}, f"parameter 'p' expects a JSON dict, got one with a key of type int: "
+         f"pass {JSON_VALUES}"),
+    ],
+    ids=["int-beyond-float", "nan", "inf", "int-of-5000-digits", "list-5000-deep", "json-5000-deep",
+         "json-int-of-5000-digits", "json-21-deep", "nan-in-list", "bytes-in-list", "int-key"],
+)
+def test_values_that_cannot_be_recorded_are_refused(parameter_type, value, message):
+    with pytest.raises(errors.InvalidInputError) as raised:
+        spec.convert_parameter("p", value, parameter_type)
+    assert str(raised.value) == message
+
+
+def test_json_nested_20_levels_is_accepted():
+    assert spec.convert_parameter("p", "[" * 20 + "]" * 20, spec.ParameterType.LIST) == _nested_list(20)

@@ -67,3 +67,32 @@ def test_new_sqlite_store_is_private_to_its_owner(tmp_path):
     store.open_store(url)
     assert stat.S_IMODE(os.stat(url.path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(tmp_path / "new").st_mode) == 0o700
+
+
+def test_the_printed_store_url_parses_back_to_the_same_store(tmp_path):
+    url = store.parse_store_url(str(tmp_path / "m.sqlite"))
+    assert url.redacted == f"sqlite:///{tmp_path}/m.sqlite"
+    assert store.parse_store_url(url.redacted).path == url.path
+
+
+# Regressions found by tests/reliability/test_fuzz_store_urls.py: a traceback, or the password in the message.
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("mysql://root:pw@[::1/mlmd", "store URL mysql://root:***@[::1/mlmd cannot be parsed (Invalid IPv6 URL): use a "
+         "file path, sqlite:///PATH, mysql://USER:PASSWORD@HOST:PORT/DB or postgresql://USER@HOST:PORT/DB"),
+        ("mysql://root:pa#ss@localhost/mlmd", "store URL mysql://root:***@localhost/mlmd has a port that is not a "
+         "number from 0 to 65535: use mysql://USER@HOST:PORT/DB"),
+        ("mysql://root:12?ss@localhost/mlmd", "store URL mysql://root:***@localhost/mlmd has '@' after the host: "
+         "percent-encode special characters in the user and password (%2F for /, %3F for ?, %23 for #, %40 for @)"),
+        ("mysql://root:12/ss@localhost/mlmd", "store URL mysql://root:***@localhost/mlmd has '@' after the host: "
+         "percent-encode special characters in the user and password (%2F for /, %3F for ?, %23 for #, %40 for @)"),
+        ("mysql://h:70000/db", "store URL mysql://h:70000/db has a port that is not a number from 0 to 65535: "
+         "use mysql://USER@HOST:PORT/DB"),
+    ],
+    ids=["unmatched-bracket", "raw-hash-in-password", "raw-question-mark", "raw-slash-in-password", "port-too-big"],
+)
+def test_unencoded_special_characters_never_show_the_password(text, message):
+    with pytest.raises(errors.StoreError) as raised:
+        store.parse_store_url(text)
+    assert str(raised.value) == message

@@ -141,13 +141,20 @@ def validate_frame(frame: pd.DataFrame, source_uri: str, label_column: str) -> N
     """Reject a table with no rows, no label column or missing labels."""
     if frame.shape[1] == 0 or len(frame) == 0:
         raise ValueError(f"source_uri {source_uri!r} has no data rows: provide a header row and at least one data row")
-    _shared.require_columns(frame.columns, [label_column], "label_column", f"source_uri {source_uri!r}")
+    _require_label(frame.columns, label_column, f"source_uri {source_uri!r}")
     missing = int(frame[label_column].isna().sum())
     if missing:
         raise ValueError(
             f"label_column {label_column!r} has {missing} empty value(s) in source_uri {source_uri!r}:"
             " drop or fill those rows"
         )
+    if pd.api.types.is_float_dtype(frame[label_column]):  # e.g. 1E310 reads as inf; scikit-learn refuses it
+        infinite = int(frame[label_column].isin([math.inf, -math.inf]).sum())
+        if infinite:
+            raise ValueError(
+                f"label_column {label_column!r} has {infinite} infinite value(s) in source_uri {source_uri!r}:"
+                " labels must be classes; fix or drop those rows"
+            )
     if frame.shape[1] < 2:
         raise ValueError(f"source_uri {source_uri!r} has only the label column: add at least one feature column")
 
@@ -156,6 +163,15 @@ def check_test_fraction(test_fraction: float) -> None:
     """Reject a test fraction that cannot split anything."""
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction {test_fraction} is outside (0, 1): use e.g. 0.25")
+
+
+MAX_SEED = 2**32 - 1  # scikit-learn's random_state range
+
+
+def check_seed(seed: int) -> None:
+    """Reject a seed scikit-learn cannot use, before anything is read."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed {seed} is outside [0, {MAX_SEED}]: use e.g. 42")
 
 
 def split_frame(
@@ -205,6 +221,7 @@ def ingest(
     Everything is validated before either file is written, and both files appear together or not at all.
     """
     check_test_fraction(test_fraction)
+    check_seed(seed)
     source = load_source(source_uri, cwd)
     validate_frame(source.frame, source_uri, label_column)
     train, test, stratified = split_frame(source.frame, label_column, test_fraction, seed)
@@ -254,5 +271,16 @@ def read_split(path: str, label_column: str, what: str) -> pd.DataFrame:
         frame = pd.DataFrame()
     if len(frame) == 0:
         raise ValueError(f"{what} file {file} has no rows: re-run ingest on a non-empty source")
-    _shared.require_columns(frame.columns, [label_column], "label_column", f"{what} {file}")
+    _require_label(frame.columns, label_column, f"{what} {file}")
     return frame
+
+
+def _require_label(columns: Any, label_column: str, where: str) -> None:
+    """`_shared.require_columns` for the label, listing the columns with control characters escaped.
+
+    A CSV header may quote a newline into a column name; the error must stay on one line regardless.
+    """
+    present = [str(column) for column in columns]
+    if label_column not in present:
+        printable = ["".join(c if c.isprintable() else repr(c)[1:-1] for c in name) for name in present]
+        _shared.require_columns(printable, [label_column], "label_column", where)

@@ -231,3 +231,24 @@ def test_runs_a_bigquery_query(tmp_path, google_apis):
     train, _ = run(tmp_path, f"bq://{sql}")
     assert google_apis.queries == [sql]
     assert train.metadata["query"] == sql
+
+
+# Regressions found by tests/reliability/test_fuzz_csv.py.
+def test_column_names_with_newlines_keep_the_error_on_one_line(tmp_path):
+    source = tmp_path / "source.csv"
+    source.write_text('"a\nb",x\n1,2\n')
+    with pytest.raises(ValueError) as excinfo:
+        run(tmp_path, str(source))
+    assert str(excinfo.value) == (
+        f"label_column 'label' not found in source_uri {str(source)!r} (columns: a\\nb, x): "
+        "set label_column to one of them"
+    )
+    assert_no_output(tmp_path / "out" / "train")
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_seed_outside_scikit_learn_range_is_refused(tmp_path, seed):
+    with pytest.raises(ValueError) as excinfo:
+        run(tmp_path, str(DEMO_CSV), seed=seed)
+    assert str(excinfo.value) == f"seed {seed} is outside [0, 4294967295]: use e.g. 42"
+    assert_no_output(tmp_path / "out" / "train")

@@ -1,0 +1,1 @@
+"""Reliability and security tests (issue #9): fuzzed bad input, faults, concurrency, secrets, tamper evidence."""
