@@ -28,7 +28,7 @@ from typing import Callable, Dict, List
 warnings.filterwarnings("ignore")
 os.environ.setdefault("GLOG_minloglevel", "1")
 
-from kfp import compiler, dsl  # noqa: E402
+from kfp import compiler  # noqa: E402
 
 from kfp_lineage import recorder, run as run_module  # noqa: E402
 

@@ -223,16 +223,8 @@ class Recorder:
         set_custom_properties(execution, properties)
         with self._lock:
             execution.type_id = self._execution_type_id(execution_type)
-            pairs: List[Tuple[Optional[mlmd_pb.Artifact], mlmd_pb.Event]] = [(None, e) for e in events]
-            keys: List[str] = []
-            for key, artifacts in dict(output_artifacts).items():
-                for artifact in artifacts:
-                    pairs.append((self._new_artifact(artifact), _event(mlmd_pb.Event.OUTPUT, key)))
-                    keys.append(key)
-            for key, artifact_ids in dict(reused_output_artifacts).items():
-                for artifact_id in artifact_ids:
-                    pairs.append((None, _event(mlmd_pb.Event.OUTPUT, key, artifact_id)))
-                    keys.append(key)
+            output_pairs, keys = self._output_pairs(output_artifacts, reused_output_artifacts)
+            pairs = [(None, e) for e in events] + output_pairs
             execution_id, artifact_ids, _ = _retry_transient(
                 self.store.put_execution,
                 execution,
@@ -272,16 +264,7 @@ class Recorder:
             [execution] = self.store.get_executions_by_id([execution_id])
             execution.last_known_state = state
             set_custom_properties(execution, properties)
-            pairs: List[Tuple[Optional[mlmd_pb.Artifact], mlmd_pb.Event]] = []
-            keys: List[str] = []
-            for key, artifacts in dict(output_artifacts).items():
-                for artifact in artifacts:
-                    pairs.append((self._new_artifact(artifact), _event(mlmd_pb.Event.OUTPUT, key)))
-                    keys.append(key)
-            for key, artifact_ids in dict(reused_output_artifacts).items():
-                for artifact_id in artifact_ids:
-                    pairs.append((None, _event(mlmd_pb.Event.OUTPUT, key, artifact_id)))
-                    keys.append(key)
+            pairs, keys = self._output_pairs(output_artifacts, reused_output_artifacts)
             _, artifact_ids, _ = _retry_transient(
                 self.store.put_execution,
                 execution,
@@ -294,6 +277,24 @@ class Recorder:
         for key, artifact_id in zip(keys, artifact_ids):
             published.setdefault(key, []).append(artifact_id)
         return published
+
+    def _output_pairs(
+        self,
+        output_artifacts: Mapping[str, Sequence[OutputArtifact]],
+        reused_output_artifacts: Mapping[str, Sequence[int]],
+    ) -> Tuple[List[Tuple[Optional[mlmd_pb.Artifact], mlmd_pb.Event]], List[str]]:
+        """(artifact, OUTPUT event) pairs for put_execution, new artifacts first, and the output key of each."""
+        pairs: List[Tuple[Optional[mlmd_pb.Artifact], mlmd_pb.Event]] = []
+        keys: List[str] = []
+        for key, artifacts in dict(output_artifacts).items():
+            for artifact in artifacts:
+                pairs.append((self._new_artifact(artifact), _event(mlmd_pb.Event.OUTPUT, key)))
+                keys.append(key)
+        for key, artifact_ids in dict(reused_output_artifacts).items():
+            for artifact_id in artifact_ids:
+                pairs.append((None, _event(mlmd_pb.Event.OUTPUT, key, artifact_id)))
+                keys.append(key)
+        return pairs, keys
 
     def _new_artifact(self, output: OutputArtifact) -> mlmd_pb.Artifact:
         artifact = mlmd_pb.Artifact(

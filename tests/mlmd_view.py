@@ -58,3 +58,15 @@ class RunView:
     def artifact(self, artifact_id: int) -> mlmd_pb.Artifact:
         [artifact] = self.store.get_artifacts_by_id([artifact_id])
         return artifact
+
+
+def run_and_view(pipeline, tmp_path, store_url: str, run_id: str, **kwargs):
+    """Runs `pipeline` into `store_url` (pipeline root under tmp_path) and returns (RunResult, RunView)."""
+    from kfp_lineage import run as run_module
+    from tests import conftest
+
+    result = run_module.run_pipeline(
+        pipeline, kwargs.pop("arguments", {}), store=store_url, pipeline_root=str(tmp_path / "root"),
+        run_id=run_id, **kwargs,
+    )
+    return result, RunView(conftest.open_store(store_url), run_id)

@@ -5,7 +5,7 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from kfp_lineage import cli, errors, queries, render_text, run as run_module
+from kfp_lineage import cli, queries, render_text, run as run_module
 from tests import conftest
 from tests.mlmd_view import RunView
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 from typing import Iterator, Sequence
 
@@ -28,15 +29,22 @@ def errors_to_exit_codes() -> Iterator[None]:
         sys.exit(EXIT_INTERRUPTED)
 
 
-def parse_params(values: Sequence[str]) -> dict:
-    """`NAME=VALUE` strings -> {NAME: VALUE}; raises InvalidInputError naming a malformed one."""
-    params = {}
+def parse_pairs(values: Sequence[str], option: str = "--param", example: str = "threshold=0.8") -> dict:
+    """`NAME=VALUE` strings of a repeatable option -> {NAME: VALUE}; raises InvalidInputError naming a malformed
+    one, with `example` as the fix."""
+    pairs = {}
     for item in values:
         name, sep, value = item.partition("=")
         if not sep or not name:
-            raise errors.InvalidInputError(f"--param {item!r} is not NAME=VALUE: write e.g. --param threshold=0.8")
-        params[name] = value
-    return params
+            placeholder = "KEY=VALUE" if option == "--label" else "NAME=VALUE"
+            raise errors.InvalidInputError(f"{option} {item!r} is not {placeholder}: write e.g. {option} {example}")
+        pairs[name] = value
+    return pairs
+
+
+def parse_params(values: Sequence[str]) -> dict:
+    """`--param NAME=VALUE` values -> {NAME: VALUE}."""
+    return parse_pairs(values)
 
 
 store_option = click.option(
@@ -58,3 +66,17 @@ def open_existing_store(url_text: str | None) -> metadata_store.MetadataStore:
     if url.scheme == "sqlite" and not os.path.exists(url.path):
         raise errors.StoreError(f"no store at {url.path}: run a pipeline first, or pass --store")
     return store_module.open_store(url)
+
+
+CODE_VERSION_PARAMETER = "code_version"
+
+
+def git_commit() -> str:
+    """The git commit of the working directory (with `-dirty` when it has changes), or "unknown"."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit.strip() + ("-dirty" if dirty.strip() else "")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from typing import Optional, Tuple
 
@@ -47,8 +46,8 @@ def run_command(
     with _common.errors_to_exit_codes():
         loaded = spec.load_pipeline(pipeline)
         arguments = _common.parse_params(params)
-        if CODE_VERSION_PARAMETER in loaded.spec.root.input_definitions.parameters:
-            arguments.setdefault(CODE_VERSION_PARAMETER, _git_commit())
+        if _common.CODE_VERSION_PARAMETER in loaded.spec.root.input_definitions.parameters:
+            arguments.setdefault(_common.CODE_VERSION_PARAMETER, _common.git_commit())
         result = run_module.run_pipeline(
             loaded,
             arguments,
@@ -98,21 +97,6 @@ def compile_command(pipelines_dir: str, components_dir: str, output_dir: str, ch
         click.echo(f"Error: {len(stale)} spec(s) differ from a fresh compile: run `kfp-lineage compile` "
                    "(or `make specs`) and commit the result", err=True)
         sys.exit(_common.EXIT_RUN_FAILED)
-
-
-CODE_VERSION_PARAMETER = "code_version"
-
-
-def _git_commit() -> str:
-    """The git commit of the working directory (with `-dirty` when it has changes), or "unknown"."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit.strip() + ("-dirty" if dirty.strip() else "")
-
 
 
 COMMANDS = [run_command, compile_command]

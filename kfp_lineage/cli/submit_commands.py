@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 import click
 
 from kfp_lineage import errors, spec, submit, submit_kfp, submit_vertex
-from kfp_lineage.cli import _common, run_commands
+from kfp_lineage.cli import _common
 
 
 class _OneLineFormatter(logging.Formatter):
@@ -134,8 +134,8 @@ def submit_command(
                                namespace=namespace, kfp_token=kfp_token, upload=upload)
         loaded = spec.load_pipeline(pipeline)
         arguments = _common.parse_params(params)
-        if run_commands.CODE_VERSION_PARAMETER in loaded.spec.root.input_definitions.parameters:
-            arguments.setdefault(run_commands.CODE_VERSION_PARAMETER, run_commands._git_commit())
+        if _common.CODE_VERSION_PARAMETER in loaded.spec.root.input_definitions.parameters:
+            arguments.setdefault(_common.CODE_VERSION_PARAMETER, _common.git_commit())
         enable_caching = False if no_cache else None
         if vertex:
             run = _submit_vertex(loaded, arguments, project=project or "", location=location,
@@ -173,13 +173,7 @@ def _check_backend_options(vertex: bool, **given: object) -> None:
 
 
 def _parse_labels(values: Tuple[str, ...]) -> dict:
-    labels = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise errors.InvalidInputError(f"--label {item!r} is not KEY=VALUE: write e.g. --label team=ml")
-        labels[key] = value
-    return labels
+    return _common.parse_pairs(values, "--label", "team=ml")
 
 
 def _noun(run: submit.RemoteRun) -> str:

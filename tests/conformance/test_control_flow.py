@@ -3,23 +3,15 @@
 Each test runs a pipeline compiled by kfp 2.13 through the runner and checks both the outcome and the MLMD shape.
 """
 
-import os
 
 import pytest
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-from kfp_lineage import run as run_module
-from tests import conftest
 from tests.conformance import pipelines
-from tests.mlmd_view import RunView
+from tests.mlmd_view import run_and_view
 
 
-def run(pipeline, tmp_path, store_url, run_id, **kwargs):
-    result = run_module.run_pipeline(
-        pipeline, kwargs.pop("arguments", {}), store=store_url, pipeline_root=str(tmp_path / "root"),
-        run_id=run_id, **kwargs,
-    )
-    return result, RunView(conftest.open_store(store_url), run_id)
+run = run_and_view
 
 
 def test_parallel_for_over_a_task_output_collects_parameters_and_artifacts(tmp_path, any_store_url):

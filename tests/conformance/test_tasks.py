@@ -1,26 +1,17 @@
 """Conformance: caching, dsl.importer, container components, and features refused before a run."""
 
 import os
-import shutil
-import time
 
 import pytest
 import yaml
 from kfp import compiler
-from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from kfp_lineage import errors, run as run_module
-from tests import conftest
 from tests.conformance import pipelines
-from tests.mlmd_view import RunView
+from tests.mlmd_view import run_and_view
 
 
-def run(pipeline, tmp_path, store_url, run_id, **kwargs):
-    result = run_module.run_pipeline(
-        pipeline, kwargs.pop("arguments", {}), store=store_url, pipeline_root=str(tmp_path / "root"),
-        run_id=run_id, **kwargs,
-    )
-    return result, RunView(conftest.open_store(store_url), run_id)
+run = run_and_view
 
 
 def test_a_second_identical_run_is_served_from_cache(tmp_path, any_store_url):
