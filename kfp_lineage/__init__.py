@@ -6,31 +6,35 @@ logging and warning filters before kfp and ml-metadata load.
 
 from typing import Any
 
-__all__ = [
-    "LineageError",
-    "InvalidInputError",
-    "StoreError",
-    "UnsupportedFeatureError",
-    "RunResult",
-    "TaskResult",
-    "run_pipeline",
-    "load_pipeline",
-    "find_artifact",
-    "trace",
-]
-
 _EXPORTS = {
+    # errors
     "LineageError": "kfp_lineage.errors",
     "InvalidInputError": "kfp_lineage.errors",
     "StoreError": "kfp_lineage.errors",
     "UnsupportedFeatureError": "kfp_lineage.errors",
-    "RunResult": "kfp_lineage.orchestrator",
-    "TaskResult": "kfp_lineage.orchestrator",
+    "RemoteError": "kfp_lineage.errors",
+    "LineageSpecError": "kfp_lineage.expectations_spec",
+    # running
     "run_pipeline": "kfp_lineage.run",
     "load_pipeline": "kfp_lineage.spec",
+    "RunResult": "kfp_lineage.orchestrator",
+    "TaskResult": "kfp_lineage.orchestrator",
+    # reading lineage
     "find_artifact": "kfp_lineage.queries",
     "trace": "kfp_lineage.queries",
+    "impact": "kfp_lineage.queries",
+    "describe": "kfp_lineage.queries",
+    "list_runs": "kfp_lineage.queries",
+    # expected lineage
+    "load_lineage_spec": "kfp_lineage.expectations_spec",
+    "check_lineage": "kfp_lineage.expectations",
+    "expect_lineage": "kfp_lineage.expectations",
+    # keeping the store truthful
+    "recover": "kfp_lineage.recovery",
+    "verify_artifacts": "kfp_lineage.verify",
 }
+
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
