@@ -141,3 +141,16 @@ def test_sigint_of_the_runner_cancels_running_tasks_and_finishes_the_store(tmp_p
     assert view.state("linger") == "CANCELED" and view.state("") == "FAILED"
     assert_consistent(view)
     assert recovery.recover(view.store) == []  # an interrupted runner finished its bookkeeping
+
+
+def test_a_task_that_moves_its_output_outside_the_pipeline_root_fails_and_records_nothing(tmp_path, sqlite_url):
+    from tests.fixtures import pipelines
+
+    outside = tmp_path / "outside"
+    result = run_module.run_pipeline(pipelines.escape, {"target": str(outside)}, store=sqlite_url,
+                                     pipeline_root=str(tmp_path / "root"), run_id="escape")
+    assert result.tasks["write-elsewhere"].state == "FAILED"
+    assert "is outside the run's directory" in result.tasks["write-elsewhere"].error
+    view = RunView(conftest.open_store(sqlite_url), "escape")
+    assert view.store.get_artifacts() == []  # nothing points at the file outside the root
+    assert_consistent(view)
