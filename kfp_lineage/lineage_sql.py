@@ -10,6 +10,7 @@ for them, and their MLMD schemas type some columns differently (booleans).
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import sqlite3
 import urllib.parse
@@ -28,6 +29,12 @@ KNOWN_SCHEMA_VERSIONS = frozenset({10})
 _STRUCT_PREFIX = "mlmd-struct::"  # how ml-metadata stores a struct_value in the string_value column
 _CHUNK = 900  # ids per IN (...) list: under SQLite's oldest variable limit (999)
 _MMAP_BYTES = 1 << 30
+# Event(type, artifact_id, execution_id, key) from a 4-tuple without Event._make's Python-level call: a walk makes
+# tens of thousands of them.
+_EVENT = functools.partial(tuple.__new__, lineage_graph.Event)
+# An Event row's type as its name (EVENT_TYPES; the number as text when unknown), computed in SQL.
+_EVENT_TYPE_NAME = ("CASE e.type " + " ".join(f"WHEN {number} THEN '{name}'" for number, name in EVENT_TYPES.items())
+                    + " ELSE CAST(e.type AS TEXT) END")
 
 
 class SqliteReader:
@@ -80,12 +87,15 @@ class SqliteReader:
     def _select(self, sql: str, ids: Sequence[Any], before: Sequence[Any] = (), after: Sequence[Any] = ()
                 ) -> List[tuple]:
         """Runs `sql`, whose `{ids}` is a placeholder list, for every chunk of ids; `before` and `after` are the
-        parameters around the list."""
+        parameters around the list. `{ids}` may only appear as `x IN ({ids})`: the list is padded with NULLs."""
         rows: List[tuple] = []
         for start in range(0, len(ids), _CHUNK):
             chunk = list(ids[start:start + _CHUNK])
-            rows.extend(self.connection.execute(sql.format(ids=",".join("?" * len(chunk))),
-                                                (*before, *chunk, *after)))
+            # Padded with NULLs (never equal to an id) to a power of two: few distinct statements, so the
+            # connection's statement cache spares compiling a new one for nearly every call.
+            size = min(_CHUNK, 1 << (len(chunk) - 1).bit_length())
+            rows.extend(self.connection.execute(sql.format(ids=",".join("?" * size)),
+                                                (*before, *chunk, *[None] * (size - len(chunk)), *after)))
         return rows
 
     # Row cost in Python dominates large walks (about 0.1 us per column value), so the queries below return few
@@ -93,6 +103,10 @@ class SqliteReader:
     # proto value, which is then read again in full.
     _VALUE = "COALESCE({p}.string_value, {p}.double_value, {p}.int_value)"
     _RARE = "({p}.bool_value IS NOT NULL OR {p}.proto_value IS NOT NULL)"
+    # _VALUE and _RARE in one column: the value, else an empty blob marking a bool or proto value. ml-metadata
+    # writes only text, reals and integers to the three value columns, so a blob is always the mark.
+    _VALUE_OR_MARK = ("COALESCE({p}.string_value, {p}.double_value, {p}.int_value, "
+                      "CASE WHEN {p}.bool_value IS NOT NULL OR {p}.proto_value IS NOT NULL THEN X'' END)")
 
     def _properties(self, table: str, column: str, ids: Sequence[int]) -> Dict[int, Dict[str, Any]]:
         """owner id -> every property; a custom property wins over a typed one of the same name (rows come in
@@ -123,25 +137,30 @@ class SqliteReader:
         joins = []
         for i, _ in enumerate(names):
             alias = f"j{i}"
-            columns.append(f"{self._VALUE.format(p=alias)}, {self._RARE.format(p=alias)}")
+            columns.append(self._VALUE_OR_MARK.format(p=alias))
             joins.append(f"LEFT JOIN {table} {alias} ON {alias}.{column} = o.id AND {alias}.name = ? "
                          f"AND {alias}.is_custom_property = 1")
         return "".join(", " + c for c in columns), " ".join(joins)
 
     def _summary_values(self, table: str, column: str, rows: List[tuple], names: Sequence[str], first: int
                         ) -> Dict[int, Dict[str, Any]]:
-        """owner id -> {name: value} from the joined columns starting at row[first]."""
+        """owner id -> {name: value} from the joined _VALUE_OR_MARK columns starting at row[first]."""
         found: Dict[int, Dict[str, Any]] = {}
         rare: List[int] = []
-        columns = [(name, first + 2 * i) for i, name in enumerate(names)]
+        columns = list(enumerate(names, first))
         for row in rows:
             values = {}
-            for name, index in columns:
+            for index, name in columns:
                 value = row[index]
-                if value is not None:
+                if value is None:
+                    continue
+                kind = type(value)
+                if kind is str:
                     values[name] = _coalesced_value(value)
-                elif row[index + 1]:
+                elif kind is bytes:  # the mark of a bool or proto value
                     rare.append(row[0])
+                else:
+                    values[name] = value
             found[row[0]] = values
         if rare:
             wanted = set(names)
@@ -203,10 +222,9 @@ class SqliteReader:
         rows = self._select(
             "SELECT e.artifact_id, e.execution_id, a.type_id FROM Event e JOIN Artifact a ON a.id = e.artifact_id "
             f"WHERE e.execution_id IN ({{ids}}) AND e.type = {EVENT_TYPE_IDS['OUTPUT']}", execution_ids)
-        make = lineage_graph.Event._make
-        types = self._types
-        events = [make(("OUTPUT", a, x, "")) for a, x, _ in rows]
-        return events, {a: types[t][0] if t in types else self._type_name(t) for a, _, t in rows}
+        names = {t: name for t, (name, _) in self._types.items()}
+        events = [_EVENT(("OUTPUT", a, x, "")) for a, x, _ in rows]
+        return events, {a: names[t] if t in names else self._type_name(t) for a, _, t in rows}
 
     def _artifact(self, row: tuple, name: Optional[str], properties: Dict[str, Any]) -> lineage_graph.Artifact:
         known = self._types.get(row[1])
@@ -220,9 +238,10 @@ class SqliteReader:
         """owner id -> {name: value} of these custom properties, for owners that have any."""
         if not ids or not names:
             return {}
+        # `+name`: walk each owner's few index entries once rather than seek every (owner, name) pair.
         rows = self._select(
             f"SELECT {column}, name, {self._VALUE.format(p=table)}, {self._RARE.format(p=table)} FROM {table} "
-            f"WHERE {column} IN ({{ids}}) AND name IN ({','.join('?' * len(names))}) AND is_custom_property = 1",
+            f"WHERE {column} IN ({{ids}}) AND +name IN ({','.join('?' * len(names))}) AND is_custom_property = 1",
             ids, after=list(names))
         found: Dict[int, Dict[str, Any]] = {}
         rare = []
@@ -281,28 +300,26 @@ class SqliteReader:
             return []
         type_filter = ""
         if types:
-            type_filter = f" AND type IN ({','.join(str(EVENT_TYPE_IDS[t]) for t in types)})"
-        # By artifact the unique index (artifact_id, execution_id, type) covers the query.
-        rows = self._select(f"SELECT id, type, artifact_id, execution_id FROM Event WHERE {column} IN ({{ids}})"
-                            f"{type_filter}", ids)
-        names = EVENT_TYPES
-        make = lineage_graph.Event._make
+            type_filter = f" AND e.type IN ({','.join(str(EVENT_TYPE_IDS[t]) for t in types)})"
+        # Rows come shaped as Event(type name, artifact_id, execution_id, key).
         if not keys:
-            return [make((names.get(t) or str(t), a, x, "")) for _, t, a, x in rows]
-        # The first key step of the path names the event (KFP writes exactly one step).
-        path_keys: Dict[int, str] = {}
-        for event_id, key in self._select("SELECT event_id, step_key FROM EventPath WHERE event_id IN ({ids}) "
-                                          "AND is_index_step = 0", [r[0] for r in rows]):
-            if event_id not in path_keys:
-                path_keys[event_id] = key or ""
-        return [make((names.get(t) or str(t), a, x, path_keys.get(i, ""))) for i, t, a, x in rows]
+            rows = self._select(f"SELECT {_EVENT_TYPE_NAME}, e.artifact_id, e.execution_id, '' FROM Event e "
+                                f"WHERE e.{column} IN ({{ids}}){type_filter}", ids)
+            return list(map(_EVENT, rows))
+        # The first key step of the path (in index order: the first written) names the event; KFP writes exactly
+        # one step. By artifact the unique index (artifact_id, execution_id, type) covers the Event part.
+        rows = self._select(
+            f"SELECT {_EVENT_TYPE_NAME}, e.artifact_id, e.execution_id, COALESCE((SELECT p.step_key FROM EventPath p "
+            "WHERE p.event_id = e.id AND p.is_index_step = 0 ORDER BY p.rowid LIMIT 1), '') FROM Event e "
+            f"WHERE e.{column} IN ({{ids}}){type_filter}", ids)
+        return list(map(_EVENT, rows))
 
     def execution_parents(self, ids: Sequence[int]) -> Dict[int, Tuple[Optional[int], str]]:
         rows = self._select(
-            "SELECT e.id, e.name, p.int_value, p.double_value, p.string_value FROM Execution e "
+            "SELECT e.id, e.name, COALESCE(p.int_value, p.double_value, p.string_value) FROM Execution e "
             "LEFT JOIN ExecutionProperty p ON p.execution_id = e.id AND p.name = 'parent_dag_id' "
             "WHERE e.id IN ({ids})", ids)
-        return {row[0]: (as_int(_first_not_none(row[2], row[3], row[4])), row[1] or "") for row in rows}
+        return {execution_id: (as_int(parent), name or "") for execution_id, name, parent in rows}
 
     def run_of_execution(self, execution_id: int) -> Optional[str]:
         run_type = self._type_id(recorder.RUN_CONTEXT_TYPE, 2)
@@ -367,10 +384,6 @@ class SqliteReader:
             "WHERE c.type_id = ? AND c.name IN ({ids}) GROUP BY c.name", list(run_ids),
             before=(pipeline_type, run_type))
         return {name: pipeline for name, pipeline in rows}
-
-
-def _first_not_none(*values: Any) -> Any:
-    return next((v for v in values if v is not None), None)
 
 
 def _coalesced_value(value: Any) -> Any:

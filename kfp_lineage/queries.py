@@ -210,6 +210,12 @@ def impact(store: metadata_store.MetadataStore, artifact: ArtifactRef, depth: in
         InvalidInputError: no artifact has this id.
     """
     reader = lineage_reader.reader_for(store, sql)
+    return _impact(reader, artifact, depth, full)
+
+
+def _impact(reader: lineage_reader.Reader, artifact: ArtifactRef, depth: int, full: bool
+            ) -> lineage_graph.LineageGraph:
+    """impact's walk, level by level, with its reader."""
     graph = lineage_graph.LineageGraph(view="impact", depth=depth, full=full)
     execution_properties = None if full else SUMMARY_EXECUTION_PROPERTIES
     root_id = _start(reader, graph, artifact)
@@ -232,15 +238,16 @@ def impact(store: metadata_store.MetadataStore, artifact: ArtifactRef, depth: in
                 consumers[execution_id].properties.update(values)
         graph.executions.update(consumers)
         executions = graph.executions
+        artifacts = graph.artifacts
         graph.add_events(e for e in inputs if e.execution_id in executions)  # new consumers and ones seen earlier
         if full:
             outputs = reader.events(execution_ids=sorted(consumers), types=("OUTPUT",))
-            found = reader.artifacts(sorted({e.artifact_id for e in outputs} - graph.artifacts.keys()))
+            found = reader.artifacts(sorted({e.artifact_id for e in outputs} - artifacts.keys()))
         else:
             outputs, types = reader.output_events(sorted(consumers))
-            found = _summary_artifacts(reader, {i: t for i, t in types.items() if i not in graph.artifacts})
-        graph.artifacts.update(found)
-        graph.add_events(e for e in outputs if e.artifact_id in graph.artifacts)
+            found = _summary_artifacts(reader, {i: t for i, t in types.items() if i not in artifacts})
+        artifacts.update(found)
+        graph.add_events(e for e in outputs if e.artifact_id in artifacts)
         _choose_producers(graph, [e for e in outputs if e.artifact_id in found])
         inputs = reader.events(artifact_ids=sorted(found), types=("INPUT",))
     _resolve_runs(reader, graph)
@@ -253,15 +260,17 @@ def _summary_artifacts(reader: lineage_reader.Reader, types: Dict[int, str]) -> 
     names = set(types.values())
     maybe_endpoint = {t for t in names if t in ENDPOINT_CANDIDATE_TYPES or t.startswith("google.")}
     always_key = {t for t in names if lineage_graph.is_model_type(t) or t in lineage_graph.ENDPOINT_TYPES}
-    # A generic artifact is an endpoint when it records endpoint_uri: look for that one property first.
+    # A generic artifact is an endpoint when it records endpoint_uri. One read of the endpoint properties of every
+    # candidate both finds the endpoints and gives their properties.
     candidates = [i for i, t in types.items() if t in maybe_endpoint]
-    endpoints = set(reader.artifact_properties(candidates, SUMMARY_ENDPOINT_PROPERTIES[:1]))
+    endpoint_properties = reader.artifact_properties(candidates, SUMMARY_ENDPOINT_PROPERTIES)
+    endpoints = {i for i, values in endpoint_properties.items() if SUMMARY_ENDPOINT_PROPERTIES[0] in values}
     key = [i for i, t in types.items() if t in always_key or i in endpoints]
     found = reader.artifacts(key, ())
-    endpoint_properties = reader.artifact_properties(
-        [i for i in key if i in endpoints or types[i] in maybe_endpoint], SUMMARY_ENDPOINT_PROPERTIES)
-    for artifact_id, values in endpoint_properties.items():
-        found[artifact_id].properties = values
+    for artifact_id in key:
+        values = endpoint_properties.get(artifact_id)
+        if values is not None:  # only candidates have them, and those in `key` are the wanted ones
+            found[artifact_id].properties = values
     stub = lineage_graph.Artifact
     # Positional for speed: id, type, uri, name, state, create_time, properties, run_id, producer_id, details.
     stubs = {i: stub(i, t, "", "", "", 0, {}, None, None, False) for i, t in types.items() if i not in found}
@@ -501,14 +510,16 @@ def _choose_producers(graph: lineage_graph.LineageGraph, output_events: Sequence
     """Sets each artifact's producer among executions already in the graph: the original over cache hits."""
     best: Dict[int, lineage_graph.Execution] = {}
     executions = graph.executions
-    for event in output_events:
-        execution = executions.get(event.execution_id)
+    for _, artifact_id, execution_id, _ in output_events:
+        execution = executions.get(execution_id)
         if execution is None:
             continue
-        current = best.get(event.artifact_id)
-        if current is None or (current.state == "CACHED" and execution.state != "CACHED") or (
+        current = best.get(artifact_id)
+        if current is None:
+            best[artifact_id] = execution
+        elif (current.state == "CACHED" and execution.state != "CACHED") or (
                 (current.state == "CACHED") == (execution.state == "CACHED") and execution.id < current.id):
-            best[event.artifact_id] = execution  # _producer_rank, inlined: this loop sees every output
+            best[artifact_id] = execution  # _producer_rank, inlined: this loop sees every output
     artifacts = graph.artifacts
     for artifact_id, execution in best.items():
         artifacts[artifact_id].producer_id = execution.id
@@ -580,11 +591,18 @@ def _resolve_runs(reader: lineage_reader.Reader, graph: lineage_graph.LineageGra
 
     for execution in graph.executions.values():
         if execution.run_id is None:
-            execution.run_id = resolve(execution.id)
+            parent = parent_of[execution.id]
+            # Most executions sit under an already resolved DAG: the walk would stop there after one step.
+            if parent is not None and parent in run_of and execution.id not in run_of:
+                run_of[execution.id] = execution.run_id = run_of[parent]
+            else:
+                execution.run_id = resolve(execution.id)
+    executions = graph.executions
     for artifact in graph.artifacts.values():
-        producer = graph.executions.get(artifact.producer_id) if artifact.producer_id is not None else None
-        if producer is not None and artifact.run_id is None:
-            artifact.run_id = producer.run_id
+        if artifact.run_id is None and artifact.producer_id is not None:
+            producer = executions.get(artifact.producer_id)
+            if producer is not None:
+                artifact.run_id = producer.run_id
     run_ids = sorted({e.run_id for e in graph.executions.values() if e.run_id} - graph.runs.keys())
     pipelines = reader.pipelines_of(run_ids) if run_ids else {}
     for run_id in run_ids:
