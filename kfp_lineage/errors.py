@@ -21,12 +21,6 @@ class UnsupportedFeatureError(InvalidInputError):
     """The pipeline uses a KFP feature this runner cannot run locally; found before anything ran."""
 
 
-class RunFailedError(LineageError):
-    """A pipeline run ended FAILED; the store records which task failed and why."""
-
-    exit_code = 1
-
-
 class RemoteError(LineageError):
     """A remote service (Vertex AI, Cloud Storage, a Kubeflow Pipelines server) refused or failed a request."""
 

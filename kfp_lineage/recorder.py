@@ -362,12 +362,6 @@ class Recorder:
                     return artifact
         return None
 
-    def get_artifacts(self, artifact_ids: Sequence[int]) -> List[mlmd_pb.Artifact]:
-        """The stored artifacts with these ids, in the order given."""
-        with self._lock:
-            by_id = {a.id: a for a in self.store.get_artifacts_by_id(list(artifact_ids))}
-        return [by_id[i] for i in artifact_ids]
-
 
 _TRANSIENT_ATTEMPTS = 8
 
