@@ -549,13 +549,12 @@ class Orchestrator:
             input_artifacts=queued.input_ids,
             reused_output_artifacts={k: [a.id for a in arts] for k, arts in cached.artifacts.items()},
         )
-        types = {t.id: t.name for t in self.recorder.store.get_artifact_types()} if cached.artifacts else {}
         produced = Produced(parameters=_typed_outputs(queued.component, cached.outputs))
         for output, arts in cached.artifacts.items():
             produced.artifacts[output] = [
-                launcher.InputArtifact(
-                    artifact_id=a.id, schema_title=types.get(a.type_id, a.type), schema_version=_version_of(
-                        queued.component, output), uri=a.uri, metadata=_artifact_metadata(a))
+                launcher.InputArtifact(  # ml-metadata fills in a stored artifact's type name
+                    artifact_id=a.id, schema_title=a.type, schema_version=_version_of(queued.component, output),
+                    uri=a.uri, metadata=_artifact_metadata(a))
                 for a in arts
             ]
         queued.frame.outputs[queued.name] = produced

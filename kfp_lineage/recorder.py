@@ -178,24 +178,9 @@ class Recorder:
         Returns:
             The new execution id.
         """
-        execution = mlmd_pb.Execution(type_id=0, last_known_state=state)
-        if name:
-            execution.name = name
-        properties = dict(properties)
-        events, merged = _input_events(input_artifacts)
-        if merged:
-            properties["merged_input_keys"] = merged
-        set_custom_properties(execution, properties)
-        with self._lock:
-            execution.type_id = self._execution_type_id(execution_type)
-            execution_id, _, _ = _retry_transient(
-                self.store.put_execution,
-                execution,
-                [(None, event) for event in events],
-                [contexts.pipeline, contexts.run],
-                reuse_context_if_already_exist=True,
-                force_reuse_context=True,
-            )
+        execution_id, _ = self.record_finished_execution(
+            contexts, execution_type, properties, state, input_artifacts=input_artifacts, name=name
+        )
         return execution_id
 
     def record_finished_execution(
@@ -207,15 +192,19 @@ class Recorder:
         input_artifacts: Mapping[str, Sequence[int]] = (),
         output_artifacts: Mapping[str, Sequence[OutputArtifact]] = (),
         reused_output_artifacts: Mapping[str, Sequence[int]] = (),
+        name: Optional[str] = None,
     ) -> Tuple[int, Dict[str, List[int]]]:
-        """Creates an execution already in its final state, with its INPUT and OUTPUT events, in one transaction.
+        """Creates an execution in `state` with its INPUT and OUTPUT events, in one transaction.
 
-        Used where nothing runs: cache hits (CACHED, OUTPUT events to the original artifacts) and importers.
+        create_execution uses it for executions that are about to run; it is used directly where nothing runs:
+        cache hits (CACHED, OUTPUT events to the original artifacts) and importers.
 
         Returns:
             The execution id, and output key -> artifact ids.
         """
         execution = mlmd_pb.Execution(last_known_state=state)
+        if name:
+            execution.name = name
         properties = dict(properties)
         events, merged = _input_events(input_artifacts)
         if merged:
@@ -223,20 +212,10 @@ class Recorder:
         set_custom_properties(execution, properties)
         with self._lock:
             execution.type_id = self._execution_type_id(execution_type)
-            output_pairs, keys = self._output_pairs(output_artifacts, reused_output_artifacts)
-            pairs = [(None, e) for e in events] + output_pairs
-            execution_id, artifact_ids, _ = _retry_transient(
-                self.store.put_execution,
-                execution,
-                pairs,
-                [contexts.pipeline, contexts.run],
-                reuse_context_if_already_exist=True,
-                force_reuse_context=True,
-            )
-        outputs: Dict[str, List[int]] = {}
-        for key, artifact_id in zip(keys, artifact_ids[len(events):]):
-            outputs.setdefault(key, []).append(artifact_id)
-        return execution_id, outputs
+            output_pairs, keys = self._output_pairs(output_artifacts)
+            output_pairs += _reused_output_pairs(reused_output_artifacts, keys)
+            execution_id, artifact_ids = self._put(contexts, execution, [(None, e) for e in events] + output_pairs)
+        return execution_id, _group_by_key(keys, artifact_ids[len(events):])
 
     def publish_execution(
         self,
@@ -245,7 +224,6 @@ class Recorder:
         state: int,
         properties: Mapping[str, Any] = (),
         output_artifacts: Mapping[str, Sequence[OutputArtifact]] = (),
-        reused_output_artifacts: Mapping[str, Sequence[int]] = (),
     ) -> Dict[str, List[int]]:
         """Sets an execution's final state and properties and records its outputs, in one transaction.
 
@@ -254,8 +232,6 @@ class Recorder:
             state: COMPLETE, FAILED, CACHED or CANCELED.
             properties: custom properties to add or replace (e.g. `outputs`).
             output_artifacts: output key -> new artifacts to insert with OUTPUT events.
-            reused_output_artifacts: output key -> ids of existing artifacts to link with OUTPUT events
-                (cache hits point at the original artifacts).
 
         Returns:
             Output key -> artifact ids, in the order given.
@@ -264,35 +240,32 @@ class Recorder:
             [execution] = self.store.get_executions_by_id([execution_id])
             execution.last_known_state = state
             set_custom_properties(execution, properties)
-            pairs, keys = self._output_pairs(output_artifacts, reused_output_artifacts)
-            _, artifact_ids, _ = _retry_transient(
-                self.store.put_execution,
-                execution,
-                pairs,
-                [contexts.pipeline, contexts.run],
-                reuse_context_if_already_exist=True,
-                force_reuse_context=True,
-            )
-        published: Dict[str, List[int]] = {}
-        for key, artifact_id in zip(keys, artifact_ids):
-            published.setdefault(key, []).append(artifact_id)
-        return published
+            pairs, keys = self._output_pairs(output_artifacts)
+            _, artifact_ids = self._put(contexts, execution, pairs)
+        return _group_by_key(keys, artifact_ids)
+
+    def _put(self, contexts: RunContexts, execution: mlmd_pb.Execution,
+             pairs: List[Tuple[Optional[mlmd_pb.Artifact], mlmd_pb.Event]]) -> Tuple[int, List[int]]:
+        """One put_execution, linked to both run contexts; returns the execution id and each pair's artifact id."""
+        execution_id, artifact_ids, _ = _retry_transient(
+            self.store.put_execution,
+            execution,
+            pairs,
+            [contexts.pipeline, contexts.run],
+            reuse_context_if_already_exist=True,
+            force_reuse_context=True,
+        )
+        return execution_id, list(artifact_ids)
 
     def _output_pairs(
-        self,
-        output_artifacts: Mapping[str, Sequence[OutputArtifact]],
-        reused_output_artifacts: Mapping[str, Sequence[int]],
+        self, output_artifacts: Mapping[str, Sequence[OutputArtifact]]
     ) -> Tuple[List[Tuple[Optional[mlmd_pb.Artifact], mlmd_pb.Event]], List[str]]:
-        """(artifact, OUTPUT event) pairs for put_execution, new artifacts first, and the output key of each."""
+        """(new artifact, OUTPUT event) pairs for put_execution, and the output key of each."""
         pairs: List[Tuple[Optional[mlmd_pb.Artifact], mlmd_pb.Event]] = []
         keys: List[str] = []
         for key, artifacts in dict(output_artifacts).items():
             for artifact in artifacts:
                 pairs.append((self._new_artifact(artifact), _event(mlmd_pb.Event.OUTPUT, key)))
-                keys.append(key)
-        for key, artifact_ids in dict(reused_output_artifacts).items():
-            for artifact_id in artifact_ids:
-                pairs.append((None, _event(mlmd_pb.Event.OUTPUT, key, artifact_id)))
                 keys.append(key)
         return pairs, keys
 
@@ -361,6 +334,25 @@ class Recorder:
                 if any(c.id == contexts.pipeline.id for c in self.store.get_contexts_by_artifact(artifact.id)):
                     return artifact
         return None
+
+
+def _reused_output_pairs(reused: Mapping[str, Sequence[int]],
+                        keys: List[str]) -> List[Tuple[None, mlmd_pb.Event]]:
+    """OUTPUT events to existing artifacts (cache hits, reused imports); appends each one's key to `keys`."""
+    pairs: List[Tuple[None, mlmd_pb.Event]] = []
+    for key, artifact_ids in dict(reused).items():
+        for artifact_id in artifact_ids:
+            pairs.append((None, _event(mlmd_pb.Event.OUTPUT, key, artifact_id)))
+            keys.append(key)
+    return pairs
+
+
+def _group_by_key(keys: Sequence[str], artifact_ids: Sequence[int]) -> Dict[str, List[int]]:
+    """Output key -> artifact ids, from put_execution's ids aligned with the keys of the output pairs."""
+    grouped: Dict[str, List[int]] = {}
+    for key, artifact_id in zip(keys, artifact_ids):
+        grouped.setdefault(key, []).append(artifact_id)
+    return grouped
 
 
 _TRANSIENT_ATTEMPTS = 8
