@@ -189,3 +189,31 @@ def test_values_that_cannot_be_recorded_are_refused(parameter_type, value, messa
 
 def test_json_nested_20_levels_is_accepted():
     assert spec.convert_parameter("p", "[" * 20 + "]" * 20, spec.ParameterType.LIST) == _nested_list(20)
+
+
+def test_yaml_aliases_that_expand_beyond_reason_are_refused(tmp_path):
+    # A "billion laughs" in a parameter default (a protobuf Value, which the parser would copy in full): 9 levels
+    # of 10 aliases each expand to 10**9 values.
+    levels = ["&a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"&a{level} [" + ", ".join([f"*a{level - 1}"] * 10) + "]" for level in range(1, 10)]
+    path = tmp_path / "laughs.yaml"
+    path.write_text("pipelineInfo: {name: x}\nroot:\n  inputDefinitions:\n    parameters:\n      p:\n"
+                    "        parameterType: LIST\n        defaultValue:\n"
+                    + "".join(f"        - {level}\n" for level in levels))
+    assert _refusal(path) == (
+        f"{path} is not a valid PipelineSpec: its YAML aliases expand to more than 1,000,000 values: write the "
+        "repeated parts out, or recompile the pipeline"
+    )
+
+
+def test_a_few_yaml_aliases_are_fine(tmp_path, branches_yaml):
+    import yaml
+
+    document = yaml.safe_load(open(branches_yaml).read())
+    executors = document["deploymentSpec"]["executors"]
+    for name in ("exec-echo-2", "exec-echo-3", "exec-echo-4"):
+        executors[name] = executors["exec-echo"]  # the same object: safe_dump writes an anchor and aliases
+    path = tmp_path / "aliases.yaml"
+    path.write_text(yaml.safe_dump(document))
+    assert "*id001" in path.read_text()
+    assert spec.load_pipeline(str(path)).spec.pipeline_info.name == "branches"
