@@ -49,6 +49,7 @@ def check_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> List[launch
     deployment = deployment_config(pipeline_spec)
     problems: List[launcher.RequirementProblem] = []
     seen_requirements: set = set()
+    checked_dags: set = set()  # a DAG component used by several tasks is checked once, not once per path
 
     def check_dag(component: ComponentSpec, where: str) -> None:
         for name, task in component.dag.tasks.items():
@@ -66,7 +67,9 @@ def check_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> List[launch
                 )
             child = pipeline_spec.components[task.component_ref.name]
             if child.WhichOneof("implementation") == "dag":
-                check_dag(child, label)
+                if task.component_ref.name not in checked_dags:
+                    checked_dags.add(task.component_ref.name)
+                    check_dag(child, label)
                 continue
             for output in child.output_definitions.artifacts:
                 _check_path_part(output, f"output {output!r} of task {label!r}")
