@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 
-from kfp_lineage import errors
+from kfp_lineage import errors, yaml_limits
 
 SCHEMA_RESOURCE = "schemas/lineage-spec.schema.json"
 STATES = ("COMPLETE", "FAILED", "CANCELED", "CACHED", "RUNNING", "NEW")
@@ -123,8 +123,13 @@ def parse_lineage_spec(text: str, source: str = "<string>") -> LineageSpec:
     Raises:
         LineageSpecError: not YAML, a duplicate key, or a schema violation, naming the line and the fix.
     """
-    data, lines = _compose_with_lines(text, source)
-    problems = _schema_problems(data, lines)
+    try:
+        data, lines = _compose_with_lines(text, source)
+        problems = _schema_problems(data, lines)
+    except RecursionError:  # the YAML parser, the line walk and the schema validator all recurse
+        raise LineageSpecError(
+            f"{source}: nested too deeply to be a lineage spec; a spec is a few levels of tasks and events"
+        ) from None
     if problems:
         first = problems[0]
         more = f" ({len(problems) - 1} more problem{'s' if len(problems) > 2 else ''} after this one)" \
@@ -178,6 +183,11 @@ def _compose_with_lines(text: str, source: str) -> Tuple[Any, Dict[_Path, int]]:
             node = loader.get_single_node()
             if node is None:
                 return None, lines
+            if yaml_limits.expands_beyond(node, _node_children):
+                raise LineageSpecError(
+                    f"{source}:{node.start_mark.line + 1}: its YAML aliases expand to more than "
+                    f"{yaml_limits.MAX_EXPANDED_VALUES:,} values; write the repeated parts out"
+                )
             # Lines first: constructing the data flattens `<<` merge keys into the node tree.
             lines[()] = node.start_mark.line + 1
             _collect_lines(node, (), lines, source)
@@ -190,6 +200,14 @@ def _compose_with_lines(text: str, source: str) -> Tuple[Any, Dict[_Path, int]]:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise LineageSpecError(f"{source}{where}: not valid YAML: {problem}; fix the syntax") from None
     return data, lines
+
+
+def _node_children(node: yaml.Node) -> List[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    return []
 
 
 _STR_TAG = "tag:yaml.org,2002:str"

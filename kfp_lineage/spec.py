@@ -18,7 +18,7 @@ from kfp import compiler
 from kfp.dsl import base_component, graph_component
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from kfp_lineage import errors, secrets
+from kfp_lineage import errors, secrets, yaml_limits
 
 ParameterType = pipeline_spec_pb2.ParameterType.ParameterTypeEnum
 
@@ -103,39 +103,13 @@ def _load_yaml(path: str) -> LoadedPipeline:
     return LoadedPipeline(spec=spec, source=os.path.abspath(path))
 
 
-# A compiled spec has no YAML aliases; a hand-written one may use a few. Past this many values with every alias
-# expanded, parsing would take minutes and gigabytes: a "billion laughs" file of a few hundred bytes gets there.
-# specs/training.yaml has about 700.
-MAX_EXPANDED_VALUES = 1_000_000
-
-
 def _check_expanded_size(document: Any, path: str) -> None:
-    """Refuses a document whose YAML aliases expand to more than MAX_EXPANDED_VALUES values, before the protobuf
-    parser copies every alias. Counts each shared node once (iterative, memoized by identity)."""
-    sizes: Dict[int, int] = {}
-    in_progress: set = set()
-    stack = [(document, False)]
-    while stack:
-        node, children_counted = stack.pop()
-        if id(node) in sizes:
-            continue
-        children = list(node.values()) if isinstance(node, dict) else node
-        if not children_counted:
-            if id(node) in in_progress:  # a cycle, which the YAML parser refuses anyway
-                continue
-            in_progress.add(id(node))
-            stack.append((node, True))
-            stack.extend((child, False) for child in children
-                         if isinstance(child, (dict, list)) and id(child) not in sizes)
-            continue
-        in_progress.discard(id(node))
-        size = 1 + sum(sizes.get(id(child), 1) for child in children)
-        if size > MAX_EXPANDED_VALUES:
-            raise errors.InvalidInputError(
-                f"{path} is not a valid PipelineSpec: its YAML aliases expand to more than {MAX_EXPANDED_VALUES:,} "
-                "values: write the repeated parts out, or recompile the pipeline"
-            )
-        sizes[id(node)] = size
+    """Refuses a document whose YAML aliases expand beyond reason, before the protobuf parser copies every alias."""
+    if yaml_limits.expands_beyond(document, yaml_limits.data_children):
+        raise errors.InvalidInputError(
+            f"{path} is not a valid PipelineSpec: its YAML aliases expand to more than "
+            f"{yaml_limits.MAX_EXPANDED_VALUES:,} values: write the repeated parts out, or recompile the pipeline"
+        )
 
 
 def _check_finite_numbers(document: Any, path: str) -> None:

@@ -64,6 +64,26 @@ def test_anchors_and_merge_keys_work():
     )
 
 
+def test_aliases_that_expand_beyond_reason_are_refused():
+    # A "billion laughs": 9 levels of 10 aliases each would have the line walk visit 10**9 paths.
+    levels = ["&a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"&a{level} [" + ", ".join([f"*a{level - 1}"] * 10) + "]" for level in range(1, 10)]
+    text = "pipeline: p\nlaughs:\n" + "".join(f"  - {level}\n" for level in levels)
+    with pytest.raises(expectations_spec.LineageSpecError) as raised:
+        expectations_spec.parse_lineage_spec(text, source="laughs.lineage.yaml")
+    assert str(raised.value) == (
+        "laughs.lineage.yaml:1: its YAML aliases expand to more than 1,000,000 values; write the repeated parts out"
+    )
+
+
+def test_a_spec_nested_thousands_deep_is_refused():
+    with pytest.raises(expectations_spec.LineageSpecError) as raised:
+        expectations_spec.parse_lineage_spec("pipeline: p\nx: " + "[" * 5000 + "]" * 5000 + "\n", source="deep.yaml")
+    assert str(raised.value) == (
+        "deep.yaml: nested too deeply to be a lineage spec; a spec is a few levels of tasks and events"
+    )
+
+
 def test_dump_reads_back_to_the_same_spec():
     spec = expectations_spec.parse_lineage_spec(broken_pipelines.GOOD_SPEC)
     many = dataclasses.replace(spec.tasks["fit"].outputs["model"], metadata=tuple(f"key_{i}" for i in range(30)),
