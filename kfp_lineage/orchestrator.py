@@ -344,7 +344,7 @@ class Orchestrator:
             "parent_dag_id": frame.execution_id,
         }
         view = resolution.DagView(frame.parameters, frame.artifacts, frame.states, frame.outputs,
-                                  frame.final_statuses, self.options.run_id)
+                                  frame.final_statuses, self.options.run_id, frame.execution_id)
         try:
             parameters, artifacts = resolution.resolve_task_inputs(view, task, component)
             properties["inputs"] = parameters

@@ -49,6 +49,7 @@ class DagView:
     outputs: Mapping[str, Produced]
     final_statuses: Mapping[str, FinalStatus]
     run_id: str
+    execution_id: Optional[int] = None  # the DAG's own execution
 
 
 _SELECTOR = re.compile(r'^parseJson\(string_value\)((?:\["[^"]*"\]|\[\d+\])+)$')
@@ -75,6 +76,23 @@ def apply_selector(selector: str, value: Any) -> Any:
         except (KeyError, IndexError, TypeError):
             raise TaskInputError(f"selector {selector!r}: {value!r} has no {key or index!r}") from None
     return value
+
+
+def _runtime_constant(value: Any, dag: DagView, task: PipelineTaskSpec) -> Any:
+    """A constant input as the backend's driver passes it on, and so records it in the execution's `inputs`: a
+    value that is exactly one of the job or task placeholders (dsl.PIPELINE_JOB_NAME_PLACEHOLDER, ...) becomes its
+    value. The run id stands for the job's name, resource name and uuid; the task uuid is the enclosing DAG's
+    execution id, as the driver has it."""
+    if not isinstance(value, str) or not value.startswith("{{$.pipeline_"):
+        return value
+    found = {
+        "{{$.pipeline_job_name}}": dag.run_id,
+        "{{$.pipeline_job_resource_name}}": dag.run_id,
+        "{{$.pipeline_job_uuid}}": dag.run_id,
+        "{{$.pipeline_task_name}}": task.task_info.name,
+        "{{$.pipeline_task_uuid}}": str(dag.execution_id) if dag.execution_id is not None else None,
+    }.get(value)
+    return value if found is None else found
 
 
 def resolve_task_inputs(
@@ -106,7 +124,7 @@ def resolve_task_inputs(
                 raise TaskInputError(f"input {input_name!r}: task {producer!r} has no output {key!r}")
             value = produced.parameters[key]
         elif kind == "runtime_value":
-            value = json_format.MessageToDict(source.runtime_value.constant)
+            value = _runtime_constant(json_format.MessageToDict(source.runtime_value.constant), dag, task)
         elif kind == "task_final_status":
             value = _final_status(dag, source.task_final_status.producer_task)
         else:

@@ -208,3 +208,21 @@ def missing_program():
 @dsl.pipeline(name="missing-program")
 def missing_program_pipeline():
     missing_program()
+
+
+@dsl.component(base_image=IMAGE)
+def job_and_task(job_name: str, job_resource_name: str, job_uuid: str, task_name: str, task_uuid: str) -> str:
+    import json
+
+    return json.dumps([job_name, job_resource_name, job_uuid, task_name, task_uuid])
+
+
+@dsl.pipeline(name="placeholders")
+def placeholders():
+    job_and_task(
+        job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        job_resource_name=dsl.PIPELINE_JOB_RESOURCE_NAME_PLACEHOLDER,
+        job_uuid=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        task_name=dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
+        task_uuid=dsl.PIPELINE_TASK_ID_PLACEHOLDER,
+    ).set_display_name("Job and task")

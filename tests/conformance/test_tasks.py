@@ -1,5 +1,6 @@
 """Conformance: caching, dsl.importer, container components, and features refused before a run."""
 
+import json
 import os
 
 import pytest
@@ -120,3 +121,14 @@ def test_kubernetes_platform_features_are_refused_before_the_run(tmp_path, sqlit
     with pytest.raises(errors.UnsupportedFeatureError, match=r"uses platform-specific features \(kubernetes"):
         run_module.run_pipeline(str(path), store=sqlite_url, pipeline_root=str(tmp_path / "root"))
     assert not os.path.exists(sqlite_url)
+
+
+def test_job_and_task_placeholders_are_resolved_before_they_are_recorded(tmp_path, sqlite_url):
+    # The backend's driver turns these constants into values when it resolves a task's inputs, so the task and
+    # the execution's `inputs` in MLMD both get the values, never the placeholder text.
+    result, view = run_and_view(pipelines.placeholders, tmp_path, sqlite_url, "job-1")
+    root_id = view.execution("").id
+    expected = {"job_name": "job-1", "job_resource_name": "job-1", "job_uuid": "job-1",
+                "task_name": "Job and task", "task_uuid": str(root_id)}
+    assert view.prop("job-and-task", "inputs") == expected
+    assert json.loads(result.tasks["job-and-task"].outputs["Output"]["value"]) == list(expected.values())
