@@ -11,6 +11,17 @@ from kfp_lineage_components.evaluate import evaluate
 from kfp_lineage_components.ingest import ingest
 from kfp_lineage_components.train import train
 
+@dsl.component(base_image="python:3.11-slim")
+def check_deploy_settings(deploy_target: str, project: str):
+    """Fails the run before any work when its deployment settings cannot deploy: an unknown target would skip the
+    deploy without a word after training, and Vertex AI needs a project."""
+    targets = ("local", "vertex")  # the branches of training() below
+    if deploy_target not in targets:
+        raise ValueError(f"deploy_target {deploy_target!r} is not one of {', '.join(targets)}: "
+                         "pass --param deploy_target=local or --param deploy_target=vertex")
+    if deploy_target == "vertex" and not project:
+        raise ValueError("deploy_target 'vertex' needs a Google Cloud project: pass --param project=PROJECT_ID")
+
 
 @dsl.pipeline(
     name="training",
@@ -38,8 +49,8 @@ def training(
         source_uri: CSV/Parquet path (relative to the working directory), file://, gs://, or bq:// table/SQL.
         label_column: Column holding the class label.
         threshold: Minimum test accuracy in [0, 1] for deployment; the demo data scores about 0.95.
-        deploy_target: "local" (versioned registry under .kfp-lineage/model-registry) or "vertex".
-            Any other value deploys nothing.
+        deploy_target: "local" (versioned registry under .kfp-lineage/model-registry) or "vertex"; any other
+            value fails the run at its first task, before anything is trained.
         code_version: Version of the training code recorded on the model, e.g. a git commit.
         deployed_by: Who deploys; empty means KFP_LINEAGE_DEPLOYED_BY, a CI build URL, or user@host.
         model_name: Registry entry name (local) or model/endpoint display name (vertex).
@@ -49,7 +60,10 @@ def training(
         vertex_staging_bucket: gs:// URI where a local run stages the model for Vertex AI; empty lets the
             SDK create a new bucket in the project each run. Unused on Vertex AI Pipelines (already gs://).
     """
-    ingest_task = ingest(source_uri=source_uri, label_column=label_column)
+    settings_task = check_deploy_settings(deploy_target=deploy_target, project=project)
+    settings_task.set_display_name("Check deploy settings")
+
+    ingest_task = ingest(source_uri=source_uri, label_column=label_column).after(settings_task)
     ingest_task.set_display_name("Ingest data")
     ingest_task.set_caching_options(False)  # the source can change behind an unchanged URI
 
@@ -94,4 +108,4 @@ def training(
             vertex_task.set_caching_options(False)
 
 
-__all__ = ["training"]
+__all__ = ["check_deploy_settings", "training"]

@@ -76,6 +76,7 @@ def test_artifacts_are_typed(spec):
 def test_every_task_has_a_display_name(spec):
     names = {leaf: chain[-1][1]["taskInfo"]["name"] for leaf, chain in task_paths(spec).items()}
     assert names == {
+        "check-deploy-settings": "Check deploy settings",
         "ingest": "Ingest data",
         "train": "Train model",
         "evaluate": "Evaluate model",
@@ -100,3 +101,31 @@ def test_ungated_tasks_and_caching(spec):
     # Side effects and external sources are never served from cache.
     for task in ("ingest", "deploy-local", "deploy-vertex"):
         assert not paths[task][-1][1]["cachingOptions"].get("enableCache", False)
+
+
+def test_deploy_settings_are_checked_before_ingest(spec):
+    paths = task_paths(spec)
+    assert paths["ingest"][-1][1]["dependentTasks"] == ["check-deploy-settings"]
+    check = paths["check-deploy-settings"][-1][1]
+    assert {name: p["componentInputParameter"] for name, p in check["inputs"]["parameters"].items()} == {
+        "deploy_target": "deploy_target", "project": "project"}
+
+
+@pytest.mark.parametrize("deploy_target, project, message", [
+    ("lokal", "", "deploy_target 'lokal' is not one of local, vertex: pass --param deploy_target=local or "
+                  "--param deploy_target=vertex"),
+    ("", "p", "deploy_target '' is not one of local, vertex: pass --param deploy_target=local or "
+              "--param deploy_target=vertex"),
+    ("vertex", "", "deploy_target 'vertex' needs a Google Cloud project: pass --param project=PROJECT_ID"),
+])
+def test_check_deploy_settings_refuses_what_cannot_deploy(deploy_target, project, message):
+    check = runpy.run_path(str(PIPELINE_FILE))["check_deploy_settings"].python_func
+    with pytest.raises(ValueError) as raised:
+        check(deploy_target=deploy_target, project=project)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize("deploy_target, project", [("local", ""), ("vertex", "my-project")])
+def test_check_deploy_settings_accepts_what_can_deploy(deploy_target, project):
+    check = runpy.run_path(str(PIPELINE_FILE))["check_deploy_settings"].python_func
+    assert check(deploy_target=deploy_target, project=project) is None
