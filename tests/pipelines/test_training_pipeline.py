@@ -98,8 +98,8 @@ def test_ungated_tasks_and_caching(spec):
     paths = task_paths(spec)
     for task in ("ingest", "train", "evaluate"):
         assert len(paths[task]) == 1 and "triggerPolicy" not in paths[task][0][1]
-    # Side effects and external sources are never served from cache.
-    for task in ("ingest", "deploy-local", "deploy-vertex"):
+    # Side effects, external sources and the settings check are never served from cache.
+    for task in ("check-deploy-settings", "ingest", "deploy-local", "deploy-vertex"):
         assert not paths[task][-1][1]["cachingOptions"].get("enableCache", False)
 
 
