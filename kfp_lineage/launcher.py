@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import json
 import os
 import re
 import shlex
@@ -200,15 +201,44 @@ def build_command(launch: TaskLaunch) -> Tuple[List[str], pipeline_spec_pb2.Exec
     prefix = split_pip_prefix(list(launch.container.command))
     if prefix is not None:
         raw_command = list(prefix.command) + list(launch.container.args)
-    argv = placeholder_utils.replace_placeholders(
-        full_command=raw_command,
-        executor_input_dict=executor_input_dict,
-        pipeline_resource_name=launch.run_id,
-        task_resource_name=launch.label,
-        pipeline_root=launch.pipeline_root,
-        unique_pipeline_id=launch.run_id,
-    )
+    argv = resolve_placeholders(raw_command, executor_input_dict, launch)
     return argv, executor_input
+
+
+# Stands in for {{$}} while the other placeholders are resolved: not a placeholder, and never in a command.
+_EXECUTOR_INPUT_MARK = "\x00kfp-lineage:executor-input\x00"
+
+
+def resolve_placeholders(command: Sequence[Any], executor_input_dict: Dict[str, Any], launch: "TaskLaunch"
+                         ) -> List[str]:
+    """The command with its placeholders resolved, as the backend's launcher does: each element once.
+
+    kfp.local's replace_placeholders also reads every string input value as a template, and puts the executor
+    input JSON ({{$}}) in before it resolves the other placeholders, so a value holding `{{$.` text (a run
+    argument, a task output) was rewritten, or crashed the task with an IndexError. Input values here are final:
+    f-string constants were filled in when the task's inputs were resolved (resolution.resolve_task_inputs).
+    """
+    provided = placeholder_utils.get_provided_inputs(executor_input_dict)
+    elements = placeholder_utils.flatten_list(
+        [placeholder_utils.resolve_struct_placeholders(element, provided) for element in command])
+    task_id = placeholder_utils.make_random_id()
+    executor_input_json = json.dumps(executor_input_dict)
+    argv: List[str] = []
+    for element in elements:
+        resolved = placeholder_utils.resolve_individual_placeholder(
+            element=element.replace("{{$}}", _EXECUTOR_INPUT_MARK),
+            executor_input_dict=executor_input_dict,
+            pipeline_resource_name=launch.run_id,
+            task_resource_name=launch.label,
+            pipeline_root=launch.pipeline_root,
+            pipeline_job_id=launch.run_id,
+            pipeline_task_id=task_id,
+        )
+        if resolved is None:
+            continue
+        for part in resolved if isinstance(resolved, list) else [resolved]:
+            argv.append(str(part).replace(_EXECUTOR_INPUT_MARK, executor_input_json))
+    return argv
 
 
 def whole_numbers_as_ints(value: Any) -> Any:

@@ -78,6 +78,29 @@ def apply_selector(selector: str, value: Any) -> Any:
     return value
 
 
+# An f-string compiles to a constant such as "bar-{{$.inputs.parameters['pipelinechannel--x']}}", with the channel
+# as another input of the same task.
+_INPUT_REFERENCE = re.compile(r"\{\{\$\.inputs\.parameters\['([^']*)'\]\}\}")
+
+
+def _fill_references(input_name: str, template: str, parameters: Mapping[str, Any], component: ComponentSpec) -> Any:
+    """An f-string constant with its references to the task's other inputs filled in, as the backend's driver
+    does before it records the inputs: a string as is, any other value as JSON. Only constants from the spec are
+    filled: a value that came from a run's arguments or a task's output is data, whatever braces it holds."""
+    def value_of(match: "re.Match[str]") -> str:
+        name = match.group(1)
+        if name not in parameters:
+            raise TaskInputError(f"input {input_name!r} refers to input {name!r}, which the task does not have")
+        value = parameters[name]
+        return value if isinstance(value, str) else json.dumps(value)
+
+    filled = _INPUT_REFERENCE.sub(value_of, template)
+    parameter_type = spec_module.input_parameter_type(component, input_name)
+    if parameter_type is not None and parameter_type != spec_module.ParameterType.STRING:
+        filled = spec_module.convert_parameter(input_name, filled, parameter_type)
+    return filled
+
+
 def _runtime_constant(value: Any, dag: DagView, task: PipelineTaskSpec) -> Any:
     """A constant input as the backend's driver passes it on, and so records it in the execution's `inputs`: a
     value that is exactly one of the job or task placeholders (dsl.PIPELINE_JOB_NAME_PLACEHOLDER, ...) becomes its
@@ -105,6 +128,7 @@ def resolve_task_inputs(
         InvalidInputError: a value does not convert to the declared type.
     """
     parameters: Dict[str, Any] = {}
+    templates: List[str] = []  # string constants that refer to other inputs (f-strings), filled in last
     for input_name, source in task.inputs.parameters.items():
         kind = source.WhichOneof("kind")
         if kind == "component_input_parameter":
@@ -125,6 +149,10 @@ def resolve_task_inputs(
             value = produced.parameters[key]
         elif kind == "runtime_value":
             value = _runtime_constant(json_format.MessageToDict(source.runtime_value.constant), dag, task)
+            if isinstance(value, str) and _INPUT_REFERENCE.search(value):
+                templates.append(input_name)  # typed once filled in
+                parameters[input_name] = value
+                continue
         elif kind == "task_final_status":
             value = _final_status(dag, source.task_final_status.producer_task)
         else:
@@ -135,6 +163,8 @@ def resolve_task_inputs(
         if parameter_type is not None and parameter_type != spec_module.ParameterType.TASK_FINAL_STATUS:
             value = spec_module.convert_parameter(input_name, value, parameter_type)
         parameters[input_name] = value
+    for input_name in templates:
+        parameters[input_name] = _fill_references(input_name, parameters[input_name], parameters, component)
     for input_name, definition in component.input_definitions.parameters.items():
         if input_name not in parameters and definition.HasField("default_value"):
             parameters[input_name] = spec_module.convert_parameter(

@@ -226,3 +226,20 @@ def placeholders():
         task_name=dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
         task_uuid=dsl.PIPELINE_TASK_ID_PLACEHOLDER,
     ).set_display_name("Job and task")
+
+
+@dsl.component(base_image=IMAGE)
+def identity(text: str) -> str:
+    return text
+
+
+@dsl.pipeline(name="fstrings")
+def fstrings(name: str = "baz", count: int = 3):
+    first = identity(text=f"bar-{name}-{count}")
+    identity(text=f"foo-{first.output}")
+
+
+@dsl.pipeline(name="braces-are-data")
+def braces_are_data(text: str = "{{$.pipeline_root}} {{$.foo}} {{$}}"):
+    passed = identity(text=text)
+    identity(text=passed.output)

@@ -132,3 +132,21 @@ def test_job_and_task_placeholders_are_resolved_before_they_are_recorded(tmp_pat
                 "task_name": "Job and task", "task_uuid": str(root_id)}
     assert view.prop("job-and-task", "inputs") == expected
     assert json.loads(result.tasks["job-and-task"].outputs["Output"]["value"]) == list(expected.values())
+
+
+def test_f_strings_are_filled_in_before_they_are_recorded(tmp_path, sqlite_url):
+    result, view = run_and_view(pipelines.fstrings, tmp_path, sqlite_url, "fstrings-1")
+    assert view.prop("identity", "inputs")["text"] == "bar-baz-3"
+    assert view.prop("identity-2", "inputs")["text"] == "foo-bar-baz-3"
+    assert result.tasks["identity-2"].outputs["Output"]["value"] == "foo-bar-baz-3"
+
+
+def test_braces_in_arguments_and_outputs_are_data(tmp_path, sqlite_url):
+    # kfp.local reads every string input as a template: this value crashed the task (IndexError on {{$.foo}})
+    # or was rewritten ({{$.pipeline_root}}). The backend passes data through as it is.
+    text = "{{$.pipeline_root}} {{$.foo}} {{$}}"
+    result, view = run_and_view(pipelines.braces_are_data, tmp_path, sqlite_url, "braces-1")
+    assert result.state == "COMPLETE"
+    assert view.prop("identity", "inputs")["text"] == text
+    assert result.tasks["identity"].outputs["Output"]["value"] == text
+    assert result.tasks["identity-2"].outputs["Output"]["value"] == text
