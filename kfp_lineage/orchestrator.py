@@ -12,6 +12,7 @@ import concurrent.futures
 import dataclasses
 import os
 import time
+import traceback
 import uuid
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
 
@@ -626,6 +627,7 @@ class Orchestrator:
             outcome = future.result()
         except Exception as e:  # a bug in launching, not in the task: record it, keep the store consistent
             outcome = launcher.TaskOutcome(False, {}, {}, 0.0, error=f"could not run the task: {e!r}")
+            _log_launch_failure(launch, e)
         if outcome.succeeded:
             # A local output must stay under the run's directory; a URI with a scheme names a remote resource
             # (GCPC's google.VertexModel carries its https://...aiplatform... resource URI) and is not a path.
@@ -791,6 +793,17 @@ def _resolve_placeholders(value: Any, parameters: Mapping[str, Any]) -> Any:
     if isinstance(value, str) and value.startswith("{{$.inputs.parameters['") and value.endswith("']}}"):
         return parameters.get(value[len("{{$.inputs.parameters['"):-len("']}}")], value)
     return value
+
+
+def _log_launch_failure(launch: launcher.TaskLaunch, error: BaseException) -> None:
+    """Writes a launch failure's traceback to the task's log, which the error message names; secrets scrubbed."""
+    try:
+        with open(launch.log_path, "a", encoding="utf-8") as log:
+            log.write("kfp-lineage could not run the task:\n")
+            log.write("".join(traceback.format_exception(type(error), error, error.__traceback__)))
+        launcher.scrub_log(launch.log_path, launch.secret_values)
+    except OSError:
+        pass  # the error itself still reaches the run's report and MLMD
 
 
 def _inside(uri: str, directory: str) -> bool:

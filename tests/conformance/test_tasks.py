@@ -150,3 +150,20 @@ def test_braces_in_arguments_and_outputs_are_data(tmp_path, sqlite_url):
     assert view.prop("identity", "inputs")["text"] == text
     assert result.tasks["identity"].outputs["Output"]["value"] == text
     assert result.tasks["identity-2"].outputs["Output"]["value"] == text
+
+
+def test_a_task_that_cannot_be_launched_fails_with_its_traceback_in_the_named_log(tmp_path, sqlite_url):
+    # kfp.local refuses json_escape placeholders with a ValueError while the command is built, before any process.
+    path = tmp_path / "escape.yaml"
+    compiler.Compiler().compile(pipelines.container_component, str(path))
+    document = yaml.safe_load(path.read_text())
+    document["deploymentSpec"]["executors"]["exec-shell-echo"]["container"]["args"][0] = (
+        "{{$.inputs.parameters['text'].json_escape[0]}}")
+    path.write_text(yaml.safe_dump(document))
+    result = run_module.run_pipeline(str(path), {}, store=sqlite_url, pipeline_root=str(tmp_path / "root"),
+                                     run_id="escape")
+    task = result.tasks["shell-echo"]
+    assert (result.state, task.state) == ("FAILED", "FAILED")
+    assert task.error == "could not run the task: ValueError('JSON escape placeholders are not supported.')"
+    with open(task.log_path) as log:
+        assert "ValueError: JSON escape placeholders are not supported." in log.read()
