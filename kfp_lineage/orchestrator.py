@@ -179,10 +179,6 @@ class _QueuedTask:
     properties: Dict[str, Any]
     input_ids: Dict[str, List[int]]
 
-    @property
-    def runs_after_failure(self) -> bool:
-        return self.task.trigger_policy.strategy == _RUNS_AFTER_FAILURE
-
 
 @dataclasses.dataclass
 class _Running:
@@ -218,7 +214,6 @@ class Orchestrator:
         self.run_root = os.path.join(options.pipeline_root, self.pipeline_name, options.run_id)
         self.scratch_root = os.path.join(self.run_root, ".kfp-lineage")
         self.results: Dict[str, TaskResult] = {}
-        self._failed = False
         self._futures: Dict[concurrent.futures.Future, _Running] = {}
         self._queue: Deque[_QueuedTask] = collections.deque()
         self._processes = launcher.RunningProcesses()
@@ -272,7 +267,6 @@ class Orchestrator:
                     # Stop every running task, start nothing new, and keep draining so each execution and DAG
                     # still gets a final state; then let the interrupt through.
                     self._processes.cancel_all()
-                    self._failed = True
                     self.reporter.warn("interrupted: stopping running tasks")
                     continue
                 for future in done:
@@ -309,8 +303,9 @@ class Orchestrator:
     def _advance(self, frame: _Frame) -> None:
         """Starts every task of `frame` whose dependencies are final; finishes the frame when all tasks are final.
 
-        After a failure only tasks that run after upstream failures (exit handlers, ignore_upstream_failure) still
-        start; after an interrupt nothing does.
+        Fails fast per DAG, as Argo does: once a task of this DAG has failed, only tasks that run after upstream
+        failures (exit handlers, ignore_upstream_failure) still start here; sibling DAGs already started go on.
+        After an interrupt nothing starts.
         """
         progressed = True
         while progressed and not frame.finished:
@@ -319,7 +314,7 @@ class Orchestrator:
                 if name in frame.states:
                     continue
                 runs_after_failure = task.trigger_policy.strategy == _RUNS_AFTER_FAILURE
-                if self._interrupted or (self._failed and not runs_after_failure):
+                if self._interrupted or (not runs_after_failure and FAILED in frame.states.values()):
                     frame.states[name] = NOT_RUN
                     progressed = True
                     continue
@@ -434,8 +429,6 @@ class Orchestrator:
     ) -> None:
         frame.states[name] = state
         frame.final_statuses[name] = resolution.FinalStatus(state, error)
-        if state == FAILED:
-            self._failed = True
         self.results[key] = TaskResult(key, state, execution_id, outputs or {}, duration, error, log_path, attempts,
                                        cached_execution_id)
         self.reporter.task_finished(key, state, duration, error, log_path)
@@ -464,7 +457,7 @@ class Orchestrator:
     def _advance_loop(self, loop: _Loop) -> None:
         """Starts iterations while under the loop's parallelism limit; finishes the loop when all are final."""
         while loop.next_index < len(loop.items) and (loop.limit <= 0 or loop.running < loop.limit):
-            if self._failed:
+            if self._interrupted or FAILED in loop.states.values():  # fail fast, as the loop's Argo DAG does
                 loop.not_started = len(loop.items) - loop.next_index
                 loop.next_index = len(loop.items)
                 break
@@ -566,12 +559,14 @@ class Orchestrator:
     def _launch_queued(self) -> None:
         """Starts queued container tasks while fewer than max_parallel run.
 
-        The execution is created only now, so RUNNING in the store means the process is really running. After a
-        failure, queued tasks are dropped (not run, not recorded) unless they run after failures (exit handlers).
+        The execution is created only now, so RUNNING in the store means the process is really running. A queued
+        task was started as far as the pipeline is concerned (on a cluster its pod would be running): a failure
+        elsewhere does not drop it, or what runs would depend on --max-parallel. An interrupt drops it (not run,
+        not recorded).
         """
         while self._queue and len(self._futures) < self.options.max_parallel:
             queued = self._queue.popleft()
-            if self._interrupted or (self._failed and not queued.runs_after_failure):
+            if self._interrupted:
                 queued.frame.states[queued.name] = NOT_RUN
                 self._advance(queued.frame)
             else:

@@ -169,3 +169,33 @@ def test_a_failed_loop_iteration_fails_the_loop(tmp_path, sqlite_url):
     assert view.state(f"{loop}/iteration-1") == "FAILED"
     assert f"{loop}/iteration-2" not in view.by_key  # fail fast: the third iteration never started
     assert view.execution(f"{loop}/iteration-1/fail-if").last_known_state == mlmd_pb.Execution.FAILED
+
+
+@pytest.mark.parametrize("max_parallel", [1, 4])
+def test_a_failure_stops_its_own_dag_and_not_a_sibling_dag_already_started(tmp_path, sqlite_url, max_parallel):
+    # Argo fails fast per DAG: the failed task's DAG and the root stop starting tasks, but a sibling DAG that was
+    # already running finishes its own tasks. Found with KFP's pipeline_with_multiple_exit_handlers, where the
+    # outcome depended on --max-parallel.
+    from kfp import dsl
+
+    @dsl.pipeline
+    def breaks():
+        pipelines.fail_if(fail=True, message="broke")
+
+    @dsl.pipeline
+    def pause_then_echo():
+        paused = pipelines.pause(seconds=0.5, x=1)
+        pipelines.echo(text="after the pause").after(paused)
+
+    @dsl.pipeline(name="sibling-dags")
+    def sibling_dags():
+        breaks()
+        sibling = pause_then_echo()
+        pipelines.echo(text="never").after(sibling)
+
+    result, view = run(sibling_dags, tmp_path, sqlite_url, f"siblings-{max_parallel}", max_parallel=max_parallel)
+    assert result.state == "FAILED"
+    assert view.state("breaks") == "FAILED"
+    assert view.state("pause-then-echo") == "COMPLETE"
+    assert view.state("pause-then-echo/echo") == "COMPLETE"  # started after the failure, inside a healthy DAG
+    assert "echo" not in view.by_key  # the root DAG failed fast
