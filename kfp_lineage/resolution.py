@@ -213,16 +213,17 @@ def _producer(dag: DagView, producer: str, input_name: str, optional: bool) -> O
 
 
 def _final_status(dag: DagView, producer: str) -> Dict[str, Any]:
-    """The PipelineTaskFinalStatus struct KFP passes to an exit handler."""
+    """The PipelineTaskFinalStatus struct the KFP backend's driver passes to an exit handler: `state` is the
+    producer's MLMD state name (COMPLETE, FAILED, ...; Vertex AI says SUCCEEDED instead). The backend leaves
+    `error` empty; we give the first failure's message, as Vertex AI does (docs/mlmd-format.md)."""
     status = dag.final_statuses.get(producer)
     if status is None:
         raise TaskInputError(f"task {producer!r} has not finished, so its final status is unknown")
-    state = {"COMPLETE": "SUCCEEDED", "CANCELED": "CANCELLED"}.get(status.state, status.state)
     return {
-        "state": state,
+        "state": status.state,
         "pipelineJobResourceName": dag.run_id,
         "pipelineTaskName": producer,
-        "error": {"code": 0 if state == "SUCCEEDED" else 2, "message": status.error} if status.error else {},
+        "error": {"code": 2, "message": status.error} if status.error else {},
     }
 
 

@@ -88,7 +88,9 @@ def test_a_loop_of_50_with_parallelism_4_never_has_more_than_4_tasks_alive(tmp_p
     assert peak >= 2  # the loop really ran iterations side by side
 
 
-@pytest.mark.parametrize("fail, expected_state", [(False, "SUCCEEDED"), (True, "FAILED")])
+# The backend's driver passes the MLMD state name (COMPLETE), not Vertex AI's SUCCEEDED; KFP's own
+# pipeline_with_input_status_state asserts it.
+@pytest.mark.parametrize("fail, expected_state", [(False, "COMPLETE"), (True, "FAILED")])
 def test_exit_handler_runs_after_success_and_failure_with_the_final_status(tmp_path, sqlite_url, fail,
                                                                            expected_state):
     result, view = run(pipelines.exit_handler, tmp_path, sqlite_url, f"exit-{fail}", arguments={"fail": fail})
