@@ -401,10 +401,7 @@ class Orchestrator:
         failed = self._interrupted or any(state in (FAILED, NOT_RUN) for state in frame.states.values())
         produced, error = Produced(), ""
         if not failed:
-            try:
-                produced = resolution.resolve_dag_outputs(frame.component, frame.outputs)
-            except resolution.TaskInputError as e:
-                failed, error = True, str(e)
+            produced = resolution.resolve_dag_outputs(frame.component, frame.outputs)
         state = FAILED if failed else COMPLETE
         if failed and not error:  # name the first failed task, for exit handlers' PipelineTaskFinalStatus
             error = next((f"{name}: {status.error}" for name, status in frame.final_statuses.items()

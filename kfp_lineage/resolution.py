@@ -231,8 +231,9 @@ def resolve_dag_outputs(component: ComponentSpec, outputs: Mapping[str, Produced
     """A DAG's outputs from its children's: `value_from_parameter`, `dsl.OneOf` (the first branch that produced
     the value), and artifact selectors (the first selector whose producer made the artifact).
 
-    Raises:
-        TaskInputError: a declared output has no producer that made it.
+    An output whose producer did not run (a condition that was false) is left out, and its artifact list is
+    empty: the DAG still completes, as on the backend, where outputs are looked up only when a consumer needs
+    them. A consumer that needs the missing value fails then (a loop's dsl.Collected skips it).
     """
     produced = Produced()
     for name, spec in component.dag.outputs.parameters.items():
@@ -245,9 +246,6 @@ def resolve_dag_outputs(component: ComponentSpec, outputs: Mapping[str, Produced
             if source is not None and selector.output_parameter_key in source.parameters:
                 produced.parameters[name] = source.parameters[selector.output_parameter_key]
                 break
-        else:
-            tasks = ", ".join(repr(s.producer_subtask) for s in selectors)
-            raise TaskInputError(f"DAG output {name!r}: none of {tasks} produced it")
     for name, spec in component.dag.outputs.artifacts.items():
         for selector in spec.artifact_selectors:
             source = outputs.get(selector.producer_subtask)

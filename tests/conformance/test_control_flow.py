@@ -201,3 +201,25 @@ def test_a_failure_stops_its_own_dag_and_not_a_sibling_dag_already_started(tmp_p
     assert view.state("pause-then-echo") == "COMPLETE"
     assert view.state("pause-then-echo/echo") == "COMPLETE"  # started after the failure, inside a healthy DAG
     assert "echo" not in view.by_key  # the root DAG failed fast
+
+
+def test_a_loop_iteration_whose_condition_is_false_completes_and_is_left_out_of_collected(tmp_path, sqlite_url):
+    # The iteration's DAG output comes from a condition that did not run: the backend looks DAG outputs up only
+    # when a consumer needs them, so the iteration completes and dsl.Collected has the other values. We failed the
+    # iteration (and so the loop and the run). Found with KFP's conditional_producer_and_consumers.
+    from kfp import dsl
+
+    @dsl.pipeline(name="skipped-producer-in-loop")
+    def skipped_producer_in_loop(threshold: int = 2):
+        with dsl.ParallelFor([1, 2, 3]) as x:
+            with dsl.If(x >= threshold):
+                squared = pipelines.square(x=x)
+        pipelines.total(values=dsl.Collected(squared.output))
+
+    result, view = run(skipped_producer_in_loop, tmp_path, sqlite_url, "skipped-producer")
+    assert result.state == "COMPLETE"
+    [loop] = [k for k in view.by_key if k.startswith("for-loop-") and "/" not in k]
+    assert [view.state(f"{loop}/iteration-{i}") for i in range(3)] == ["COMPLETE"] * 3
+    assert view.prop("total", "inputs")["values"] == [4, 9]
+    assert result.tasks["total"].outputs["Output"]["value"] == 13
+
