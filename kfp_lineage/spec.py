@@ -244,13 +244,14 @@ def validate_arguments(spec: pipeline_spec_pb2.PipelineSpec, arguments: Mapping[
 
     Raises:
         InvalidInputError: an unknown name, a value of the wrong type, or a required parameter without a value.
-        UnsupportedFeatureError: the pipeline takes input artifacts.
+        UnsupportedFeatureError: the pipeline requires input artifacts (optional ones run without a value).
     """
     definitions = spec.root.input_definitions
-    if definitions.artifacts:
-        names = ", ".join(sorted(definitions.artifacts))
+    required_artifacts = sorted(name for name, d in definitions.artifacts.items() if not d.is_optional)
+    if required_artifacts:
         raise errors.UnsupportedFeatureError(
-            f"pipeline input artifacts ({names}) are not supported locally: pass a URI parameter and use dsl.importer"
+            f"pipeline input artifacts ({', '.join(required_artifacts)}) are not supported locally: pass a URI "
+            "parameter and use dsl.importer"
         )
     declared = definitions.parameters
     unknown = sorted(set(arguments) - set(declared))

@@ -1,6 +1,6 @@
 """One small pipeline per KFP v2 DSL feature, compiled by kfp 2.13 in the conformance tests."""
 
-from typing import List
+from typing import List, Optional
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output, PipelineTaskFinalStatus
@@ -243,3 +243,18 @@ def fstrings(name: str = "baz", count: int = 3):
 def braces_are_data(text: str = "{{$.pipeline_root}} {{$.foo}} {{$}}"):
     passed = identity(text=text)
     identity(text=passed.output)
+
+
+@dsl.component(base_image=IMAGE)
+def describe_optional(data: Optional[Input[Dataset]] = None) -> str:
+    return "no artifact" if data is None else data.uri
+
+
+@dsl.pipeline(name="optional-input-artifact")
+def optional_input_artifact(data: Optional[Input[Dataset]] = None):
+    describe_optional(data=data)
+
+
+@dsl.pipeline(name="required-input-artifact")
+def required_input_artifact(data: Input[Dataset]):
+    describe_optional(data=data)

@@ -167,3 +167,18 @@ def test_a_task_that_cannot_be_launched_fails_with_its_traceback_in_the_named_lo
     assert task.error == "could not run the task: ValueError('JSON escape placeholders are not supported.')"
     with open(task.log_path) as log:
         assert "ValueError: JSON escape placeholders are not supported." in log.read()
+
+
+def test_an_optional_pipeline_input_artifact_runs_without_a_value(tmp_path, sqlite_url):
+    result, view = run_and_view(pipelines.optional_input_artifact, tmp_path, sqlite_url, "optional-artifact")
+    assert result.state == "COMPLETE"
+    assert result.tasks["describe-optional"].outputs["Output"]["value"] == "no artifact"
+    assert view.inputs("describe-optional") == {}
+
+
+def test_a_required_pipeline_input_artifact_is_refused_before_the_run(tmp_path, sqlite_url):
+    with pytest.raises(errors.UnsupportedFeatureError) as raised:
+        run_and_view(pipelines.required_input_artifact, tmp_path, sqlite_url, "required-artifact")
+    assert str(raised.value) == ("pipeline input artifacts (data) are not supported locally: pass a URI parameter "
+                                 "and use dsl.importer")
+    assert not os.path.exists(sqlite_url)
