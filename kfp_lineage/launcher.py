@@ -410,7 +410,8 @@ def _kill_process_group(process: subprocess.Popen) -> None:
 
 
 def _last_error_line(log_path: str) -> str:
-    """The last non-blank line of the task log (for Python tasks, the exception line)."""
+    """The last non-blank line of the task log (for Python tasks, the exception line), or "" when it says nothing
+    (a task that exits quietly leaves the end of the executor input's JSON there, e.g. `}`)."""
     try:
         with open(log_path, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -418,7 +419,9 @@ def _last_error_line(log_path: str) -> str:
             lines = [line.strip() for line in f.read().decode("utf-8", "replace").splitlines() if line.strip()]
     except OSError:
         return ""
-    return lines[-1][:300] if lines else ""
+    if not lines or not any(c.isalpha() for c in lines[-1]):
+        return ""
+    return lines[-1][:300]
 
 
 def collect_outputs(

@@ -258,3 +258,15 @@ def optional_input_artifact(data: Optional[Input[Dataset]] = None):
 @dsl.pipeline(name="required-input-artifact")
 def required_input_artifact(data: Input[Dataset]):
     describe_optional(data=data)
+
+
+@dsl.component(base_image=IMAGE)
+def exit_quietly(code: int):
+    import sys
+
+    sys.exit(code)
+
+
+@dsl.pipeline(name="quiet-exit")
+def quiet_exit(code: int = 3):
+    exit_quietly(code=code)

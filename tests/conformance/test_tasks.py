@@ -182,3 +182,9 @@ def test_a_required_pipeline_input_artifact_is_refused_before_the_run(tmp_path, 
     assert str(raised.value) == ("pipeline input artifacts (data) are not supported locally: pass a URI parameter "
                                  "and use dsl.importer")
     assert not os.path.exists(sqlite_url)
+
+
+def test_a_task_that_exits_without_a_word_is_reported_by_its_exit_code_alone(tmp_path, sqlite_url):
+    # The log then ends with the executor input's JSON: its closing brace is no error message.
+    result, _ = run_and_view(pipelines.quiet_exit, tmp_path, sqlite_url, "quiet")
+    assert result.tasks["exit-quietly"].error == "exited with code 3"
