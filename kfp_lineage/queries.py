@@ -9,6 +9,7 @@ already seen are not walked again, so cycles and diamonds end, and `depth` bound
 from __future__ import annotations
 
 import collections
+import re
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Union
 
 from ml_metadata.metadata_store import metadata_store
@@ -77,8 +78,12 @@ def find_artifact(store: metadata_store.MetadataStore, reference: str) -> mlmd_p
 
 
 def _refuse_empty_store(store: metadata_store.MetadataStore) -> None:
-    if not store.get_artifacts(list_options=metadata_store.ListOptions(limit=1)):
-        raise errors.InvalidInputError("the store has no artifacts yet: run a pipeline with `kfp-lineage run` first")
+    if store.get_artifacts(list_options=metadata_store.ListOptions(limit=1)):
+        return
+    if lineage_reader.MlmdReader(store).runs(1):
+        raise errors.InvalidInputError(
+            "this store's runs recorded no artifacts (only parameters): `kfp-lineage show RUN_ID` shows a run")
+    raise errors.InvalidInputError("the store has no artifacts yet: run a pipeline with `kfp-lineage run` first")
 
 
 def latest_run(store: metadata_store.MetadataStore) -> mlmd_pb.Context:
@@ -107,6 +112,10 @@ def _find_run_context(store: metadata_store.MetadataStore, run_id: str) -> mlmd_
     return run
 
 
+# `<loop>/iteration-<i>` (how runs, lineage specs and `check` name a loop iteration) as `<loop>[<i>]`.
+_ITERATION_SEGMENT = re.compile(r"/iteration-(\d+)(?=/|$)")
+
+
 def _find_task_output(store: metadata_store.MetadataStore, reference: str) -> mlmd_pb.Artifact:
     run_id, rest = reference.split("/", 1)
     task_path, output = rest.rsplit("/", 1)
@@ -114,13 +123,18 @@ def _find_task_output(store: metadata_store.MetadataStore, reference: str) -> ml
     reader = lineage_reader.MlmdReader(store)
     executions = reader.run_executions(run.id)
     paths = task_paths(executions)
-    tasks = [e for e in executions if not e.is_dag and paths.get(e.id) == task_path]
-    if not tasks:
-        task_name = task_path.rsplit("/", 1)[-1]
-        tasks = [e for e in executions if not e.is_dag and e.task_name == task_name]
+    wanted = {task_path, _ITERATION_SEGMENT.sub(r"[\1]", task_path)}  # run's `for-loop-2/iteration-0` form too
+    tasks = [e for e in executions if paths.get(e.id) in wanted]
+    if not tasks and "/" not in task_path:  # a bare task name, wherever it sits in the run
+        tasks = [e for e in executions if not e.is_dag and e.task_name == task_path]
     if not tasks:
         raise errors.InvalidInputError(
             f"run {run.name} has no task {task_path!r}: `kfp-lineage show {run.name}` lists its tasks")
+    if all(e.is_dag for e in tasks):
+        raise errors.InvalidInputError(
+            f"{task_path!r} in run {run.name} is a pipeline or control-flow group, whose outputs are its tasks' "
+            f"outputs: name the inner task (`kfp-lineage show {run.name}` lists them)")
+    tasks = [e for e in tasks if not e.is_dag]
     events = reader.events(execution_ids=sorted(e.id for e in tasks), types=("OUTPUT",))
     ids = sorted({e.artifact_id for e in events if e.key == output})
     if not ids:

@@ -137,6 +137,17 @@ def test_loop_iterations_are_dags_with_an_iteration_index_and_their_outputs_are_
     assert paths == ["", "for-loop-2", "for-loop-2[0]", "for-loop-2[0]/train", "for-loop-2[1]",
                      "for-loop-2[1]/train", "for-loop-2[2]", "for-loop-2[2]/train", "ingest", "pick-best"]
     assert queries.find_artifact(store, "loop/for-loop-2[1]/train/model").id == models[1]
+    # The form runs, lineage specs and `check` print names the same task.
+    assert queries.find_artifact(store, "loop/for-loop-2/iteration-1/train/model").id == models[1]
+    for reference, message in [
+        ("loop/for-loop-2[9]/train/model", "run loop has no task 'for-loop-2[9]/train'"),
+        ("loop/bogus/train/model", "run loop has no task 'bogus/train'"),  # not the bare name's fallback
+        ("loop/for-loop-2[1]/model", "'for-loop-2[1]' in run loop is a pipeline or control-flow group, whose "
+                                     "outputs are its tasks' outputs: name the inner task"),
+    ]:
+        with pytest.raises(errors.InvalidInputError) as failure:
+            queries.find_artifact(store, reference)
+        assert str(failure.value).startswith(message)
     with pytest.raises(errors.InvalidInputError) as failure:
         queries.find_artifact(store, "loop/train/model")
     assert str(failure.value) == (
@@ -383,6 +394,14 @@ def test_an_empty_store_says_so(store):
         with pytest.raises(errors.InvalidInputError) as failure:
             call()
         assert str(failure.value) == "the store has no pipeline runs yet: run one with `kfp-lineage run`"
+
+
+def test_a_store_whose_runs_recorded_only_parameters_says_so(builder, store):
+    builder.run("params-only").task("add", parameters={"a": 1})
+    with pytest.raises(errors.InvalidInputError) as failure:
+        queries.find_artifact(store, "1")
+    assert str(failure.value) == (
+        "this store's runs recorded no artifacts (only parameters): `kfp-lineage show RUN_ID` shows a run")
 
 
 def test_vertex_style_roots_get_their_run_from_the_context(tmp_path):
