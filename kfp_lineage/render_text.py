@@ -155,11 +155,11 @@ def impact_text(graph: Graph) -> str:
                   and graph.inputs(graph.producer(a.id).id)]
     models = sum(1 for a in downstream if a.is_model)
     endpoints = sum(1 for a in downstream if a.is_endpoint)
-    if not tasks:
+    limited = [node_id for kind, node_id in graph.truncated if kind == "artifact"]
+    if not tasks and root.id not in limited:  # at --depth 0 the root's readers exist but were not walked
         lines.append("nothing read this artifact")
     lines.append(f"downstream: {_count(runs, 'run')}, {_count(tasks, 'task')}, {_count(len(downstream), 'artifact')}"
                  f" ({_count(models, 'model')}, {_count(endpoints, 'endpoint')})")
-    limited = [node_id for kind, node_id in graph.truncated if kind == "artifact"]
     if limited:
         lines.append(f"... depth limit reached at {_count(len(limited), 'artifact')} that other tasks read: "
                      "raise --depth to go further")

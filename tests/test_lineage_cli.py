@@ -110,6 +110,22 @@ def test_bad_references_exit_2_with_one_line(store_url, args, message):
     assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
 
 
+def test_an_output_file_that_cannot_be_written_exits_2_with_one_line(store_url, tmp_path):
+    missing = tmp_path / "no-such-dir" / "lineage.html"
+    for command in ("trace", "impact"):
+        result = invoke(command, "r1/train/model", "--store", store_url, "--format", "html", "-o", str(missing))
+        assert result.exit_code == 2
+        assert result.stderr == (f"Error: cannot write {missing}: No such file or directory: pass -o FILE in a "
+                                 "directory that exists and you can write\n")
+
+
+def test_impact_at_depth_0_does_not_claim_nothing_read_the_artifact(store_url):
+    result = invoke("impact", "r1/ingest/train", "--store", store_url, "--depth", "0")
+    assert result.exit_code == 0
+    assert "nothing read this artifact" not in result.stdout
+    assert "depth limit reached at 1 artifact that other tasks read" in result.stdout
+
+
 @pytest.mark.parametrize("args, message", [
     (["trace", "1"], "the store has no artifacts yet: run a pipeline with `kfp-lineage run` first"),
     (["impact", "/x"], "the store has no artifacts yet: run a pipeline with `kfp-lineage run` first"),

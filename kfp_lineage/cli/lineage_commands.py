@@ -7,7 +7,7 @@ from typing import Callable, Optional
 
 import click
 
-from kfp_lineage import lineage_graph, queries, render_graph, render_html, render_text
+from kfp_lineage import errors, lineage_graph, queries, render_graph, render_html, render_text
 from kfp_lineage.cli import _common
 
 FORMATS = ("text", "json", "dot", "mermaid", "html")
@@ -39,8 +39,14 @@ def _emit(graph: lineage_graph.LineageGraph, output_format: str, title: str, out
     else:
         rendered = text(graph) + "\n"
     if output:
-        with open(output, "w", encoding="utf-8") as f:
-            f.write(rendered)
+        with _common.errors_to_exit_codes():
+            try:
+                with open(output, "w", encoding="utf-8") as f:
+                    f.write(rendered)
+            except OSError as e:
+                raise errors.InvalidInputError(
+                    f"cannot write {output}: {e.strerror}: pass -o FILE in a directory that exists and you can "
+                    "write") from None
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(rendered, nl=False)
