@@ -119,6 +119,15 @@ def test_an_output_file_that_cannot_be_written_exits_2_with_one_line(store_url, 
                                  "directory that exists and you can write\n")
 
 
+@pytest.mark.parametrize("command, reference", [("trace", "r1/train/model"), ("impact", "r1/ingest/train"),
+                                                ("show", "r1")])
+def test_json_and_another_format_together_exit_2(store_url, command, reference):
+    result = invoke(command, reference, "--store", store_url, "--json", "--format", "dot")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == "Error: --json and --format dot ask for two formats: pass one\n"
+    assert invoke(command, reference, "--store", store_url, "--json", "--format", "json").exit_code == 0
+
+
 def test_impact_at_depth_0_does_not_claim_nothing_read_the_artifact(store_url):
     result = invoke("impact", "r1/ingest/train", "--store", store_url, "--depth", "0")
     assert result.exit_code == 0
@@ -148,6 +157,18 @@ def test_a_missing_store_exits_2_and_is_not_created(tmp_path, command):
     assert result.exit_code == 2
     assert result.stderr == f"Error: no store at {missing}: run a pipeline first, or pass --store\n"
     assert not missing.exists()
+
+
+@pytest.mark.parametrize("command", ["trace", "impact", "runs", "show"])
+def test_an_empty_file_is_not_read_as_a_store_nor_changed(tmp_path, command):
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    args = [command] + ([] if command == "runs" else ["latest"]) + ["--store", str(empty)]
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert result.stderr == (f"Error: {empty} is empty, not an MLMD store: run a pipeline into it, or pass "
+                             "--store\n")
+    assert empty.stat().st_size == 0
 
 
 def test_every_lineage_command_has_help_with_an_example():

@@ -65,6 +65,9 @@ def open_existing_store(url_text: str | None) -> metadata_store.MetadataStore:
     url = store_module.parse_store_url(url_text)
     if url.scheme == "sqlite" and not os.path.exists(url.path):
         raise errors.StoreError(f"no store at {url.path}: run a pipeline first, or pass --store")
+    if url.scheme == "sqlite" and os.path.isfile(url.path) and os.path.getsize(url.path) == 0:
+        # ml-metadata would write its schema into it: a read must not change the file.
+        raise errors.StoreError(f"{url.path} is empty, not an MLMD store: run a pipeline into it, or pass --store")
     return store_module.open_store(url)
 
 

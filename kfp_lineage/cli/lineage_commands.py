@@ -25,6 +25,14 @@ depth_option = click.option(
     help="How many steps to walk.")
 
 
+def _chosen_format(output_format: str, as_json: bool) -> str:
+    """--format, or json for --json; both at once must agree (exit 2 otherwise)."""
+    if as_json and output_format not in ("text", "json"):
+        with _common.errors_to_exit_codes():
+            raise errors.InvalidInputError(f"--json and --format {output_format} ask for two formats: pass one")
+    return "json" if as_json else output_format
+
+
 def _emit(graph: lineage_graph.LineageGraph, output_format: str, title: str, output: Optional[str],
           text: Callable[[lineage_graph.LineageGraph], str]) -> None:
     """Renders a lineage graph in the chosen format to stdout or a file."""
@@ -79,10 +87,11 @@ def trace_command(artifact: str, store: Optional[str], depth: int, output_format
       kfp-lineage trace 42 --format json
       kfp-lineage trace latest/train/model --format html -o lineage.html
     """
+    output_format = _chosen_format(output_format, as_json)
     with _common.errors_to_exit_codes():
         metadata_store = _common.open_existing_store(store)
         graph = queries.trace(metadata_store, queries.find_artifact(metadata_store, artifact), depth=depth)
-    _emit(graph, "json" if as_json else output_format, f"trace of {_name(graph.root)}", output,
+    _emit(graph, output_format, f"trace of {_name(graph.root)}", output,
           render_text.trace_text)
 
 
@@ -106,7 +115,7 @@ def impact_command(artifact: str, store: Optional[str], depth: int, output_forma
       kfp-lineage impact latest/ingest/train
       kfp-lineage impact 7 --format json > impact.json
     """
-    output_format = "json" if as_json else output_format
+    output_format = _chosen_format(output_format, as_json)
     with _common.errors_to_exit_codes():
         metadata_store = _common.open_existing_store(store)
         graph = queries.impact(metadata_store, queries.find_artifact(metadata_store, artifact), depth=depth,
@@ -161,6 +170,7 @@ def show_command(reference: str, store: Optional[str], output_format: str, as_js
       kfp-lineage show latest/train/model
       kfp-lineage show training-20261126-055643-fea47a --format mermaid
     """
+    output_format = _chosen_format(output_format, as_json)
     with _common.errors_to_exit_codes():
         metadata_store = _common.open_existing_store(store)
         graph = queries.describe(metadata_store, reference)
@@ -168,7 +178,7 @@ def show_command(reference: str, store: Optional[str], output_format: str, as_js
         title, text = f"run {graph.run_id}", render_text.run_text
     else:
         title, text = _name(graph.root), render_text.artifact_text
-    _emit(graph, "json" if as_json else output_format, title, output, text)
+    _emit(graph, output_format, title, output, text)
 
 
 COMMANDS = [trace_command, impact_command, runs_command, show_command]
