@@ -197,6 +197,7 @@ def trace(store: metadata_store.MetadataStore, artifact: ArtifactRef, depth: int
         level_outputs = reader.events(artifact_ids=level, types=("OUTPUT",))
     _add_direct_consumers(reader, graph, root_id, [e for e in root_events if e.type == "INPUT"])
     _resolve_runs(reader, graph)
+    _name_namesakes(reader, graph)
     return graph
 
 
@@ -265,6 +266,7 @@ def _impact(reader: lineage_reader.Reader, artifact: ArtifactRef, depth: int, fu
         _choose_producers(graph, [e for e in outputs if e.artifact_id in found])
         inputs = reader.events(artifact_ids=sorted(found), types=("INPUT",))
     _resolve_runs(reader, graph)
+    _name_namesakes(reader, graph)
     return graph
 
 
@@ -320,6 +322,7 @@ def describe_artifact(store: metadata_store.MetadataStore, artifact: ArtifactRef
             graph.add_event(event)
     _choose_producers(graph, [e for e in events if e.type == "OUTPUT" and e.execution_id in graph.executions])
     _resolve_runs(reader, graph)
+    _name_namesakes(reader, graph)
     return graph
 
 
@@ -471,6 +474,32 @@ def task_paths(executions: Iterable[lineage_graph.Execution]) -> Dict[int, str]:
             paths[member.id] = path
             base = path
     return paths
+
+
+def _name_namesakes(reader: lineage_reader.Reader, graph: lineage_graph.LineageGraph) -> None:
+    """Gives a task path (`for-loop-2[0]/train`, `inner/train`) to executions that share their task name with
+    another execution of the same run in the graph, so the views can tell them apart; the rest keep their short
+    name. Reads the parent DAGs of those executions only, a batch per nesting level."""
+    by_name: Dict[tuple, List[lineage_graph.Execution]] = collections.defaultdict(list)
+    for execution in graph.executions.values():
+        if not execution.is_dag and execution.path is None:
+            by_name[(execution.run_id, execution.task_name)].append(execution)
+    namesakes = [e for group in by_name.values() if len(group) > 1 for e in group]
+    if not namesakes:
+        return
+    known: Dict[int, lineage_graph.Execution] = {e.id: e for e in namesakes}
+    wanted = ("task_name", "iteration_index", "parent_dag_id")
+    frontier = {e.parent_dag_id for e in namesakes} - {None}
+    for _ in range(_MAX_NESTING):
+        missing = sorted(i for i in frontier if i not in known)
+        if not missing:
+            break
+        found = reader.executions(missing, wanted)
+        known.update(found)
+        frontier = {e.parent_dag_id for e in found.values()} - {None}
+    paths = task_paths(known.values())
+    for execution in namesakes:
+        execution.path = paths.get(execution.id)
 
 
 def _segment(execution: lineage_graph.Execution) -> str:

@@ -304,6 +304,8 @@ def _duration(seconds: Optional[float]) -> str:
 
 
 def _task_label(execution: lineage_graph.Execution) -> str:
+    if execution.path:  # set where two tasks of a run share a name (queries._name_namesakes), and in run views
+        return execution.path
     label = execution.label
     if execution.iteration_index is not None:
         label += f"[{execution.iteration_index}]"

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from kfp_lineage import errors, lineage_reader, lineage_sql, queries
+from kfp_lineage import errors, lineage_reader, lineage_sql, queries, render_text
 from tests import conftest
 from tests.lineage_stores import CACHED, COMPLETE, FAILED, RUNNING, Builder, training_run
 
@@ -131,6 +131,10 @@ def test_loop_iterations_are_dags_with_an_iteration_index_and_their_outputs_are_
     assert [e.key for e, _ in inputs] == ["models"] * 3
     assert sorted(a.id for _, a in inputs) == models
     assert {graph.producer(m).run_id for m in models} == {"loop"}
+    # Three tasks named train in one run: the views name them by path; a task with a name of its own keeps it.
+    assert [graph.producer(m).path for m in models] == [f"for-loop-2[{i}]/train" for i in range(3)]
+    assert pick.path is None
+    assert "task for-loop-2[1]/train" in render_text.trace_text(graph)
 
     run_graph = queries.describe_run(store, "loop", sql=sql)
     paths = sorted(e.path for e in run_graph.executions.values())
