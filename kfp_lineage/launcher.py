@@ -219,6 +219,7 @@ def resolve_placeholders(command: Sequence[Any], executor_input_dict: Dict[str, 
     f-string constants were filled in when the task's inputs were resolved (resolution.resolve_task_inputs).
     """
     provided = placeholder_utils.get_provided_inputs(executor_input_dict)
+    # Strings only: flatten_list drops the None an IfPresent without Else leaves.
     elements = placeholder_utils.flatten_list(
         [placeholder_utils.resolve_struct_placeholders(element, provided) for element in command])
     task_id = placeholder_utils.make_random_id()
@@ -234,10 +235,7 @@ def resolve_placeholders(command: Sequence[Any], executor_input_dict: Dict[str, 
             pipeline_job_id=launch.run_id,
             pipeline_task_id=task_id,
         )
-        if resolved is None:
-            continue
-        for part in resolved if isinstance(resolved, list) else [resolved]:
-            argv.append(str(part).replace(_EXECUTOR_INPUT_MARK, executor_input_json))
+        argv.append(resolved.replace(_EXECUTOR_INPUT_MARK, executor_input_json))
     return argv
 
 
