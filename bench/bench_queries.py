@@ -29,7 +29,8 @@ from ml_metadata.metadata_store import metadata_store  # noqa: E402
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb  # noqa: E402
 
 from bench import synthetic_store  # noqa: E402
-from kfp_lineage import queries, store as store_module  # noqa: E402
+from kfp_lineage.lineage import queries  # noqa: E402
+from kfp_lineage.mlmd import store as store_module
 
 DEPTH = queries.DEFAULT_DEPTH
 RESULTS = os.path.join(ROOT, "bench", "results-queries.md")
@@ -172,7 +173,8 @@ def impact_breakdown(store: metadata_store.MetadataStore, sources: Sequence[int]
     (building the graph). Medians over the datasets of the fastest of `rounds` repeats, in ms."""
     import gc
 
-    from kfp_lineage import lineage_reader, lineage_sql
+    from kfp_lineage.lineage import reader as lineage_reader
+    from kfp_lineage.lineage import sqlite_reader as lineage_sql
 
     reader = lineage_reader.reader_for(store)
     if not isinstance(reader, lineage_sql.SqliteReader):

@@ -30,7 +30,8 @@ os.environ.setdefault("GLOG_minloglevel", "1")
 
 from kfp import compiler  # noqa: E402
 
-from kfp_lineage import recorder, run as run_module  # noqa: E402
+from kfp_lineage.mlmd import recorder  # noqa: E402
+from kfp_lineage.engine import run as run_module
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)

@@ -32,7 +32,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from kfp_lineage import recorder, store as store_module  # noqa: E402
+from kfp_lineage.mlmd import recorder  # noqa: E402
+from kfp_lineage.mlmd import store as store_module
 
 CACHE_DIR = os.path.join(ROOT, "bench", ".cache")
 # Bump when the shape changes, so a stale cached file is never reused.

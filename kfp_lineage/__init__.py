@@ -13,25 +13,25 @@ _EXPORTS = {
     "StoreError": "kfp_lineage.errors",
     "UnsupportedFeatureError": "kfp_lineage.errors",
     "RemoteError": "kfp_lineage.errors",
-    "LineageSpecError": "kfp_lineage.expectations_spec",
+    "LineageSpecError": "kfp_lineage.expect.spec",
     # running
-    "run_pipeline": "kfp_lineage.run",
-    "load_pipeline": "kfp_lineage.spec",
-    "RunResult": "kfp_lineage.orchestrator",
-    "TaskResult": "kfp_lineage.orchestrator",
+    "run_pipeline": "kfp_lineage.engine.run",
+    "load_pipeline": "kfp_lineage.ir.spec",
+    "RunResult": "kfp_lineage.engine.scheduler",
+    "TaskResult": "kfp_lineage.engine.scheduler",
     # reading lineage
-    "find_artifact": "kfp_lineage.queries",
-    "trace": "kfp_lineage.queries",
-    "impact": "kfp_lineage.queries",
-    "describe": "kfp_lineage.queries",
-    "list_runs": "kfp_lineage.queries",
+    "find_artifact": "kfp_lineage.lineage.queries",
+    "trace": "kfp_lineage.lineage.queries",
+    "impact": "kfp_lineage.lineage.queries",
+    "describe": "kfp_lineage.lineage.queries",
+    "list_runs": "kfp_lineage.lineage.queries",
     # expected lineage
-    "load_lineage_spec": "kfp_lineage.expectations_spec",
-    "check_lineage": "kfp_lineage.expectations",
-    "expect_lineage": "kfp_lineage.expectations",
+    "load_lineage_spec": "kfp_lineage.expect.spec",
+    "check_lineage": "kfp_lineage.expect.check",
+    "expect_lineage": "kfp_lineage.expect.check",
     # keeping the store truthful
-    "recover": "kfp_lineage.recovery",
-    "verify_artifacts": "kfp_lineage.verify",
+    "recover": "kfp_lineage.mlmd.recovery",
+    "verify_artifacts": "kfp_lineage.lineage.verify",
 }
 
 __all__ = list(_EXPORTS)

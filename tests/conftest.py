@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from kfp_lineage import store as store_module
+from kfp_lineage.mlmd import store as store_module
 
 # Server URLs come from the environment; .ci/run sets them and KFP_LINEAGE_REQUIRE_SERVERS=1 so a missing
 # server fails the run instead of skipping.

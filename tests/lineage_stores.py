@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-from kfp_lineage import recorder
+from kfp_lineage.mlmd import recorder
 
 COMPLETE, FAILED, CACHED, CANCELED, RUNNING = (mlmd_pb.Execution.COMPLETE, mlmd_pb.Execution.FAILED,
                                                mlmd_pb.Execution.CACHED, mlmd_pb.Execution.CANCELED,

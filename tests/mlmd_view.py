@@ -6,7 +6,7 @@ from typing import Dict, List
 
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-from kfp_lineage import recorder
+from kfp_lineage.mlmd import recorder
 
 
 class RunView:
@@ -62,7 +62,7 @@ class RunView:
 
 def run_and_view(pipeline, tmp_path, store_url: str, run_id: str, **kwargs):
     """Runs `pipeline` into `store_url` (pipeline root under tmp_path) and returns (RunResult, RunView)."""
-    from kfp_lineage import run as run_module
+    from kfp_lineage.engine import run as run_module
     from tests import conftest
 
     result = run_module.run_pipeline(

@@ -6,7 +6,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from kfp_lineage import cli, run as run_module
+from kfp_lineage import cli
+from kfp_lineage.engine import run as run_module
 from tests.fixtures import broken_pipelines, pipelines
 
 

@@ -5,8 +5,8 @@ import os
 import yaml
 from kfp import compiler, components, dsl
 
-from kfp_lineage import compile as compile_module
-from kfp_lineage import run as run_module
+from kfp_lineage.remote import compiling as compile_module
+from kfp_lineage.engine import run as run_module
 from tests import conftest
 from tests.mlmd_view import RunView
 

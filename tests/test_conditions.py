@@ -2,7 +2,8 @@
 
 import pytest
 
-from kfp_lineage import conditions, errors
+from kfp_lineage import errors
+from kfp_lineage.ir import conditions
 
 P = "inputs.parameter_values['pipelinechannel--a-Output']"
 

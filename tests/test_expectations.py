@@ -13,7 +13,11 @@ from click.testing import CliRunner
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
-from kfp_lineage import cli, errors, expectations, expectations_record, expectations_spec, run as run_module
+from kfp_lineage import cli, errors
+from kfp_lineage.expect import check as expectations
+from kfp_lineage.expect import record as expectations_record
+from kfp_lineage.expect import spec as expectations_spec
+from kfp_lineage.engine import run as run_module
 from tests import conftest
 from tests.fixtures import broken_pipelines, pipelines
 

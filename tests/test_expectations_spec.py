@@ -7,7 +7,8 @@ from importlib import resources
 import jsonschema
 import pytest
 
-from kfp_lineage import errors, expectations_spec
+from kfp_lineage import errors
+from kfp_lineage.expect import spec as expectations_spec
 from tests.fixtures import broken_pipelines
 
 TASK = "pipeline: mini\ntasks:\n  train:\n    type: system.ContainerExecution\n    state: COMPLETE\n"

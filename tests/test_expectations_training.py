@@ -9,7 +9,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from kfp_lineage import cli, expectations, expectations_spec, pytest_plugin, run as run_module
+from kfp_lineage import cli
+from kfp_lineage.expect import check as expectations
+from kfp_lineage.expect import spec as expectations_spec
+from kfp_lineage.expect import pytest_plugin
+from kfp_lineage.engine import run as run_module
 from tests import conftest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

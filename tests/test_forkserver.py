@@ -5,7 +5,10 @@ import os
 import pytest
 from kfp import dsl
 
-from kfp_lineage import forkserver, launcher, run as run_module, spec
+from kfp_lineage.engine.exec import forkserver
+from kfp_lineage.engine.exec import launcher
+from kfp_lineage.engine import run as run_module
+from kfp_lineage.ir import spec
 from tests import conftest
 from tests.fixtures import pipelines
 from tests.mlmd_view import RunView

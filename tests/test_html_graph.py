@@ -9,7 +9,9 @@ import subprocess
 
 import pytest
 
-from kfp_lineage import queries, render_graph, render_html
+from kfp_lineage.lineage import queries
+from kfp_lineage.lineage.render import graph as render_graph
+from kfp_lineage.lineage.render import html_page as render_html
 from tests import conftest
 from tests.lineage_stores import Builder, training_run
 

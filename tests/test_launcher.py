@@ -4,7 +4,8 @@ import sys
 
 from kfp import compiler
 
-from kfp_lineage import launcher, spec
+from kfp_lineage.engine.exec import launcher
+from kfp_lineage.ir import spec
 from tests.fixtures import pipelines
 
 

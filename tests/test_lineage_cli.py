@@ -6,7 +6,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from kfp_lineage import cli, lineage_graph, queries, render_text
+from kfp_lineage import cli
+from kfp_lineage.lineage import graph as lineage_graph
+from kfp_lineage.lineage import queries
+from kfp_lineage.lineage.render import text as render_text
 from kfp_lineage.cli import lineage_commands
 from tests import conftest
 from tests.lineage_stores import Builder, training_run

@@ -7,7 +7,7 @@ import os
 import pytest
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-from kfp_lineage import run as run_module
+from kfp_lineage.engine import run as run_module
 from tests import conftest
 from tests.fixtures import pipelines
 from tests.mlmd_view import RunView

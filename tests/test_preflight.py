@@ -1,11 +1,11 @@
-"""Pre-run checks of a pipeline spec (kfp_lineage.preflight)."""
+"""Pre-run checks of a pipeline spec (kfp_lineage.ir.preflight)."""
 
 import yaml
 from google.protobuf import json_format
 from kfp import compiler
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from kfp_lineage import preflight
+from kfp_lineage.ir import preflight
 from tests.fixtures import pipelines
 
 

@@ -11,11 +11,11 @@ from tests.fixtures import broken_pipelines, pipelines
 
 def test_the_plugin_is_registered_through_its_entry_point(request):
     plugin = request.config.pluginmanager.get_plugin("kfp_lineage")
-    assert plugin is not None and plugin.__name__ == "kfp_lineage.pytest_plugin"
+    assert plugin is not None and plugin.__name__ == "kfp_lineage.expect.pytest_plugin"
 
 
 def test_importing_the_plugin_loads_neither_kfp_nor_ml_metadata():
-    code = ("import sys, kfp_lineage.pytest_plugin; "
+    code = ("import sys, kfp_lineage.expect.pytest_plugin; "
             "print(sorted(m for m in ('kfp', 'ml_metadata', 'google.protobuf', 'jsonschema', 'yaml') if m in sys.modules))")
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "[]"

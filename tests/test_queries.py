@@ -8,7 +8,11 @@ import sqlite3
 
 import pytest
 
-from kfp_lineage import errors, lineage_reader, lineage_sql, queries, render_text
+from kfp_lineage import errors
+from kfp_lineage.lineage import reader as lineage_reader
+from kfp_lineage.lineage import sqlite_reader as lineage_sql
+from kfp_lineage.lineage import queries
+from kfp_lineage.lineage.render import text as render_text
 from tests import conftest
 from tests.lineage_stores import CACHED, COMPLETE, FAILED, RUNNING, Builder, training_run
 
@@ -459,7 +463,7 @@ def test_the_sql_reader_never_writes(tmp_path, builder, store, sqlite_url):
 def test_python_value_matches_recorder_value_to_python():
     from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-    from kfp_lineage import recorder
+    from kfp_lineage.mlmd import recorder
 
     samples = [1, 2.5, "text", True, ["a", 1.0, None, {"b": [True]}], {"nested": {"list": [1, 2]}, "x": None}]
     for sample in samples:

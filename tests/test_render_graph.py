@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from kfp_lineage import queries, render_graph
+from kfp_lineage.lineage import queries
+from kfp_lineage.lineage.render import graph as render_graph
 from tests import conftest
 from tests.lineage_stores import CACHED, Builder, training_run
 

@@ -3,7 +3,8 @@ overwriting the times ml-metadata recorded."""
 
 import pytest
 
-from kfp_lineage import queries, render_text
+from kfp_lineage.lineage import queries
+from kfp_lineage.lineage.render import text as render_text
 from tests import conftest
 from tests.lineage_stores import CACHED, FAILED, Builder, training_run
 

@@ -3,7 +3,8 @@
 import pytest
 from kfp import compiler
 
-from kfp_lineage import errors, spec
+from kfp_lineage import errors
+from kfp_lineage.ir import spec
 from tests.fixtures import pipelines
 
 

@@ -5,7 +5,8 @@ import stat
 
 import pytest
 
-from kfp_lineage import errors, store
+from kfp_lineage import errors
+from kfp_lineage.mlmd import store
 
 
 def test_default_is_a_sqlite_file_in_the_working_directory(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""kfp_lineage.submit: offline argument checks, bounded retries, deadlines, following a run; `submit` input errors."""
+"""kfp_lineage.remote.submission: offline argument checks, bounded retries, deadlines, following a run; `submit` input errors."""
 
 import os
 import threading
@@ -6,7 +6,9 @@ import threading
 import pytest
 from click.testing import CliRunner
 
-from kfp_lineage import cli, errors, spec, submit
+from kfp_lineage import cli, errors
+from kfp_lineage.ir import spec
+from kfp_lineage.remote import submission as submit
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAINING = os.path.join(REPO, "specs", "training.yaml")

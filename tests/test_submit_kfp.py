@@ -1,4 +1,4 @@
-"""`kfp-lineage submit --kfp-host` and kfp_lineage.submit_kfp, with kfp.Client against a loopback KFP API stand-in."""
+"""`kfp-lineage submit --kfp-host` and kfp_lineage.remote.kfp_server, with kfp.Client against a loopback KFP API stand-in."""
 
 import json
 import os
@@ -7,7 +7,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from kfp_lineage import cli, errors, spec, submit, submit_kfp
+from kfp_lineage import cli, errors
+from kfp_lineage.ir import spec
+from kfp_lineage.remote import submission as submit
+from kfp_lineage.remote import kfp_server as submit_kfp
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAINING = os.path.join(REPO, "specs", "training.yaml")

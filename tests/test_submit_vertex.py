@@ -1,4 +1,4 @@
-"""`kfp-lineage submit --vertex` and kfp_lineage.submit_vertex, with google-cloud-aiplatform against loopback stand-ins.
+"""`kfp-lineage submit --vertex` and kfp_lineage.remote.vertex, with google-cloud-aiplatform against loopback stand-ins.
 
 aiplatform is configured as a user would: an http:// API endpoint (called anonymously, REST), STORAGE_EMULATOR_HOST
 for the pipeline-root bucket check, and gRPC's proxy and CA variables for the Resource Manager call it makes.
@@ -13,7 +13,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from kfp_lineage import cli, errors, spec, submit, submit_vertex
+from kfp_lineage import cli, errors
+from kfp_lineage.ir import spec
+from kfp_lineage.remote import submission as submit
+from kfp_lineage.remote import vertex as submit_vertex
 from tests.standins.project import LOCATION, PROJECT, PROJECT_NUMBER
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -5,7 +5,10 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from kfp_lineage import cli, queries, render_text, run as run_module
+from kfp_lineage import cli
+from kfp_lineage.lineage import queries
+from kfp_lineage.lineage.render import text as render_text
+from kfp_lineage.engine import run as run_module
 from tests import conftest
 from tests.mlmd_view import RunView
 

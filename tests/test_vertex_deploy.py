@@ -10,7 +10,7 @@ from kfp import dsl
 from kfp_lineage_components import _shared
 from kfp_lineage_components.deploy import deploy_vertex
 
-from kfp_lineage import run as run_module
+from kfp_lineage.engine import run as run_module
 from tests import conftest
 from tests.mlmd_view import RunView
 from tests.standins.project import LOCATION, PROJECT, PROJECT_NUMBER

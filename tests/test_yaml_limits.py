@@ -1,8 +1,8 @@
-"""kfp_lineage.yaml_limits: counting what a YAML document expands to."""
+"""kfp_lineage.ir.yaml_limits: counting what a YAML document expands to."""
 
 import yaml
 
-from kfp_lineage import yaml_limits
+from kfp_lineage.ir import yaml_limits
 
 
 def test_counts_every_place_a_shared_node_appears():

@@ -11,7 +11,8 @@ from typing import Iterator, Sequence
 import click
 from ml_metadata.metadata_store import metadata_store
 
-from kfp_lineage import errors, store as store_module
+from kfp_lineage import errors
+from kfp_lineage.mlmd import store as store_module
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 

@@ -8,7 +8,10 @@ from typing import Optional
 
 import click
 
-from kfp_lineage import expectations, expectations_record, expectations_spec, store as store_module
+from kfp_lineage.expect import check as expectations
+from kfp_lineage.expect import record as expectations_record
+from kfp_lineage.expect import spec as expectations_spec
+from kfp_lineage.mlmd import store as store_module
 from kfp_lineage.cli import _common
 
 

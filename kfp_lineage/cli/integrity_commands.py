@@ -8,7 +8,8 @@ from typing import Optional
 
 import click
 
-from kfp_lineage import recovery, verify
+from kfp_lineage.mlmd import recovery
+from kfp_lineage.lineage import verify
 from kfp_lineage.cli import _common
 
 

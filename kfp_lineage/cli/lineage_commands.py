@@ -7,7 +7,12 @@ from typing import Callable, Optional
 
 import click
 
-from kfp_lineage import errors, lineage_graph, queries, render_graph, render_html, render_text
+from kfp_lineage import errors
+from kfp_lineage.lineage import graph as lineage_graph
+from kfp_lineage.lineage import queries
+from kfp_lineage.lineage.render import graph as render_graph
+from kfp_lineage.lineage.render import html_page as render_html
+from kfp_lineage.lineage.render import text as render_text
 from kfp_lineage.cli import _common
 
 FORMATS = ("text", "json", "dot", "mermaid", "html")

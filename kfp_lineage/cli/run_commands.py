@@ -8,8 +8,10 @@ from typing import Optional, Tuple
 
 import click
 
-from kfp_lineage import compile as compile_module
-from kfp_lineage import progress, run as run_module, spec
+from kfp_lineage.remote import compiling as compile_module
+from kfp_lineage.engine import progress
+from kfp_lineage.engine import run as run_module
+from kfp_lineage.ir import spec
 from kfp_lineage.cli import _common
 
 

@@ -10,7 +10,11 @@ from typing import Optional, Tuple
 
 import click
 
-from kfp_lineage import errors, spec, submit, submit_kfp, submit_vertex
+from kfp_lineage import errors
+from kfp_lineage.ir import spec
+from kfp_lineage.remote import submission as submit
+from kfp_lineage.remote import kfp_server as submit_kfp
+from kfp_lineage.remote import vertex as submit_vertex
 from kfp_lineage.cli import _common
 
 

@@ -7,7 +7,8 @@ import pytest
 import yaml
 from kfp import compiler
 
-from kfp_lineage import errors, run as run_module
+from kfp_lineage import errors
+from kfp_lineage.engine import run as run_module
 from tests.conformance import pipelines
 from tests.mlmd_view import run_and_view
 

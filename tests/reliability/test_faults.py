@@ -14,7 +14,8 @@ import pytest
 from kfp import compiler
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-from kfp_lineage import recovery, run as run_module
+from kfp_lineage.mlmd import recovery
+from kfp_lineage.engine import run as run_module
 from tests import conftest
 from tests.mlmd_view import RunView
 from tests.reliability import faults

@@ -3,7 +3,8 @@
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from kfp_lineage import conditions, errors
+from kfp_lineage import errors
+from kfp_lineage.ir import conditions
 
 NAMES = ["a", "pipelinechannel--make-number-Output", "x y", ""]
 

@@ -17,7 +17,11 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from kfp import compiler, dsl
 
-from kfp_lineage import cli, errors, orchestrator, preflight, run as run_module, spec
+from kfp_lineage import cli, errors
+from kfp_lineage.engine import scheduler as orchestrator
+from kfp_lineage.ir import preflight
+from kfp_lineage.engine import run as run_module
+from kfp_lineage.ir import spec
 from tests.fixtures import pipelines
 
 # Scalars and small nested values, as YAML and JSON can hold them.

@@ -5,7 +5,8 @@ import urllib.parse
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
 
-from kfp_lineage import errors, store
+from kfp_lineage import errors
+from kfp_lineage.mlmd import store
 
 SCHEMES = ["mysql", "mariadb", "postgresql", "postgres", "sqlite", "mongodb", "", "MySQL", "mysql+pymysql"]
 # Characters a password may hold, including every one that means something in a URL.

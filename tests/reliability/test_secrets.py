@@ -6,7 +6,7 @@ import sys
 
 from kfp import compiler
 
-from kfp_lineage import secrets
+from kfp_lineage import redaction as secrets
 from tests import conftest
 from tests.reliability import faults
 

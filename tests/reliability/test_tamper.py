@@ -8,7 +8,8 @@ import sys
 import pytest
 from kfp import dsl
 
-from kfp_lineage import digests, errors, run as run_module
+from kfp_lineage import digests, errors
+from kfp_lineage.engine import run as run_module
 from tests import conftest
 from tests.fixtures import pipelines
 from tests.mlmd_view import RunView

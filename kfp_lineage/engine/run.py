@@ -10,7 +10,13 @@ from typing import Any, Mapping, Optional, Union
 
 from kfp.dsl import base_component
 
-from kfp_lineage import errors, orchestrator, preflight, progress, recorder, spec, store as store_module
+from kfp_lineage import errors
+from kfp_lineage.engine import scheduler as orchestrator
+from kfp_lineage.ir import preflight
+from kfp_lineage.engine import progress
+from kfp_lineage.mlmd import recorder
+from kfp_lineage.ir import spec
+from kfp_lineage.mlmd import store as store_module
 
 LAUNCHER_ENV_VAR = "KFP_LINEAGE_LAUNCHER"
 DEFAULT_PIPELINE_ROOT = os.path.join(".kfp-lineage", "pipeline-root")

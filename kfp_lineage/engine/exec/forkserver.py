@@ -7,7 +7,7 @@ stderr going to the task's log. It then does exactly what the compiled command w
 component's source to a file and run `kfp.dsl.executor_main` on it.
 
 Tasks of any other shape (container components, another interpreter) are launched as plain subprocesses by
-launcher.py. Run the server with `python -m kfp_lineage.forkserver`; the protocol is one JSON object per line:
+launcher.py. Run the server with `python -m kfp_lineage.engine.exec.forkserver`; the protocol is one JSON object per line:
 requests on stdin, replies (`{"id", "pid"}` when a child started, `{"id", "returncode"}` when it ended) on stdout.
 """
 
@@ -173,7 +173,7 @@ class ForkServer:
 
     def __init__(self, env: Mapping[str, str]):
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "kfp_lineage.forkserver"],
+            [sys.executable, "-m", "kfp_lineage.engine.exec.forkserver"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

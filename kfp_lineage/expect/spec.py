@@ -17,7 +17,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 
-from kfp_lineage import errors, yaml_limits
+from kfp_lineage import errors
+from kfp_lineage.ir import yaml_limits
 
 SCHEMA_RESOURCE = "schemas/lineage-spec.schema.json"
 STATES = ("COMPLETE", "FAILED", "CANCELED", "CACHED", "RUNNING", "NEW")

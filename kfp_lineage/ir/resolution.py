@@ -13,7 +13,9 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from kfp_lineage import errors, launcher, spec as spec_module
+from kfp_lineage import errors
+from kfp_lineage.engine.exec import launcher
+from kfp_lineage.ir import spec as spec_module
 
 PipelineTaskSpec = pipeline_spec_pb2.PipelineTaskSpec
 ComponentSpec = pipeline_spec_pb2.ComponentSpec

@@ -24,7 +24,8 @@ import pytest
 if TYPE_CHECKING:  # pragma: no cover - types only
     from ml_metadata.metadata_store import metadata_store
 
-    from kfp_lineage import expectations_record, orchestrator
+    from kfp_lineage.expect import record as expectations_record
+    from kfp_lineage.engine import scheduler as orchestrator
 
 
 @dataclasses.dataclass
@@ -39,7 +40,7 @@ class MLMDStore:
     def store(self) -> "metadata_store.MetadataStore":
         """The opened ml-metadata store (created on first use)."""
         if self._store is None:
-            from kfp_lineage import store as store_module
+            from kfp_lineage.mlmd import store as store_module
 
             self._store = store_module.open_store(store_module.parse_store_url(self.url))
         return self._store
@@ -65,7 +66,7 @@ def run_pipeline(mlmd_store: MLMDStore, tmp_path: Any) -> Callable[..., "orchest
     def run(pipeline: Any, arguments: Optional[Mapping[str, Any]] = None, *, allow_failure: bool = False,
             **options: Any) -> "orchestrator.RunResult":
         __tracebackhide__ = True
-        from kfp_lineage import run as run_module
+        from kfp_lineage.engine import run as run_module
 
         options.setdefault("pipeline_root", os.path.join(str(tmp_path), "pipeline-root"))
         options.setdefault("cwd", str(tmp_path))
@@ -81,7 +82,7 @@ def run_pipeline(mlmd_store: MLMDStore, tmp_path: Any) -> Callable[..., "orchest
 
 @pytest.fixture(name="assert_lineage")
 def assert_lineage_fixture(mlmd_store: MLMDStore) -> Callable[..., "LineageAssertion"]:
-    """`assert_lineage(run)` reading the run from `mlmd_store`; see kfp_lineage.pytest_plugin.assert_lineage."""
+    """`assert_lineage(run)` reading the run from `mlmd_store`; see kfp_lineage.expect.pytest_plugin.assert_lineage."""
 
     def check(run: Any) -> LineageAssertion:
         return assert_lineage(run, mlmd_store.store)
@@ -100,7 +101,8 @@ def assert_lineage(run: Any, store: Any = None) -> "LineageAssertion":
     Returns:
         A LineageAssertion; its methods raise AssertionError showing the recorded lineage of the task involved.
     """
-    from kfp_lineage import expectations_record, store as store_module
+    from kfp_lineage.expect import record as expectations_record
+    from kfp_lineage.mlmd import store as store_module
 
     run_id = run if isinstance(run, str) else run.run_id
     if store is None:
@@ -134,7 +136,8 @@ class LineageAssertion:
         """Checks the whole run against a lineage spec file (see docs/lineage-spec.md); fails listing every
         difference and the recorded lineage of the tasks involved."""
         __tracebackhide__ = True
-        from kfp_lineage import expectations, expectations_spec
+        from kfp_lineage.expect import check as expectations
+        from kfp_lineage.expect import spec as expectations_spec
 
         loaded = spec if isinstance(spec, expectations_spec.LineageSpec) else expectations_spec.load_lineage_spec(spec)
         if loaded.pipeline != self.recorded.pipeline:
@@ -225,7 +228,7 @@ def _same_producer(recorded: Optional[str], wanted: str) -> bool:
 
 def _fail(message: str, tasks: Iterable[Any]) -> None:
     __tracebackhide__ = True
-    from kfp_lineage import expectations_record
+    from kfp_lineage.expect import record as expectations_record
 
     lines = [message, "recorded lineage:"]
     for task in tasks:

@@ -27,8 +27,8 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from packaging import requirements as packaging_requirements
 from packaging import version as packaging_version
 
-from kfp_lineage import secrets
-from kfp_lineage import forkserver as forkserver_module
+from kfp_lineage import redaction as secrets
+from kfp_lineage.engine.exec import forkserver as forkserver_module
 
 ContainerSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec
 

@@ -20,9 +20,18 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-from kfp_lineage import caching, conditions, errors, launcher, preflight, progress, recorder, recovery, resolution
-from kfp_lineage import digests, secrets
-from kfp_lineage import spec as spec_module
+from kfp_lineage import errors
+from kfp_lineage.engine import caching
+from kfp_lineage.ir import conditions
+from kfp_lineage.engine.exec import launcher
+from kfp_lineage.ir import preflight
+from kfp_lineage.engine import progress
+from kfp_lineage.mlmd import recorder
+from kfp_lineage.mlmd import recovery
+from kfp_lineage.ir import resolution
+from kfp_lineage import digests
+from kfp_lineage import redaction as secrets
+from kfp_lineage.ir import spec as spec_module
 
 PipelineTaskSpec = pipeline_spec_pb2.PipelineTaskSpec
 ComponentSpec = pipeline_spec_pb2.ComponentSpec

@@ -12,7 +12,8 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, TypeVar
 
-from kfp_lineage import errors, spec
+from kfp_lineage import errors
+from kfp_lineage.ir import spec
 
 T = TypeVar("T")
 

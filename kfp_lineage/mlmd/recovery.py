@@ -14,7 +14,8 @@ from typing import List, Optional
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-from kfp_lineage import errors, recorder
+from kfp_lineage import errors
+from kfp_lineage.mlmd import recorder
 
 FAILURE_REASON_PROPERTY = "failure_reason"
 

@@ -1,7 +1,7 @@
 """Lineage queries over any MLMD store written by kfp-lineage or the KFP backend: find artifacts and runs, trace
 upstream, impact downstream, describe one run or one artifact.
 
-Every walk costs a fixed number of batched reads per level (kfp_lineage.lineage_reader: plain ml-metadata calls,
+Every walk costs a fixed number of batched reads per level (kfp_lineage.lineage.reader: plain ml-metadata calls,
 or read-only SQL on a SQLite store), never one call per node and never filter_query. Artifacts and executions
 already seen are not walked again, so cycles and diamonds end, and `depth` bounds long chains.
 """
@@ -15,7 +15,10 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Union
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-from kfp_lineage import errors, lineage_graph, lineage_reader, recorder
+from kfp_lineage import errors
+from kfp_lineage.lineage import graph as lineage_graph
+from kfp_lineage.lineage import reader as lineage_reader
+from kfp_lineage.mlmd import recorder
 
 DEFAULT_DEPTH = 20
 DEFAULT_RUN_LIMIT = 20

@@ -21,7 +21,10 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from kfp_lineage import errors, run as run_module, spec, submit
+from kfp_lineage import errors
+from kfp_lineage.engine import run as run_module
+from kfp_lineage.ir import spec
+from kfp_lineage.remote import submission as submit
 
 TERMINAL_STATES = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
 DEFAULT_EXPERIMENT = "Default"

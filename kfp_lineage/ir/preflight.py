@@ -13,7 +13,10 @@ from typing import List
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from kfp_lineage import conditions, errors, launcher, resolution
+from kfp_lineage import errors
+from kfp_lineage.ir import conditions
+from kfp_lineage.engine.exec import launcher
+from kfp_lineage.ir import resolution
 
 ComponentSpec = pipeline_spec_pb2.ComponentSpec
 

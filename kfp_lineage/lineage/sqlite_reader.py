@@ -18,8 +18,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from google.protobuf import any_pb2, struct_pb2
 
-from kfp_lineage import lineage_graph, recorder
-from kfp_lineage.lineage_reader import (
+from kfp_lineage.lineage import graph as lineage_graph
+from kfp_lineage.mlmd import recorder
+from kfp_lineage.lineage.reader import (
     ARTIFACT_STATES, EVENT_TYPE_IDS, EVENT_TYPES, EXECUTION_STATES, Properties, artifact_name, as_int,
     struct_to_python, wanted_properties,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Optional, Sequence
 
-from kfp_lineage import lineage_graph
+from kfp_lineage.lineage import graph as lineage_graph
 
 # Properties KFP writes for its own bookkeeping, left out of one-line summaries.
 _BOOKKEEPING = frozenset({"display_name", "store_session_info"})

@@ -8,7 +8,9 @@ from typing import List
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-from kfp_lineage import digests, errors, queries, recorder
+from kfp_lineage import digests, errors
+from kfp_lineage.lineage import queries
+from kfp_lineage.mlmd import recorder
 
 OK, CHANGED, MISSING, UNRECORDED, REMOTE = "ok", "changed", "missing", "no digest recorded", "remote (not checked)"
 

@@ -8,7 +8,8 @@ import json
 from importlib import resources
 from typing import Any, Dict, List
 
-from kfp_lineage import lineage_graph, render_graph
+from kfp_lineage.lineage import graph as lineage_graph
+from kfp_lineage.lineage.render import graph as render_graph
 
 CYTOSCAPE_VERSION = "3.34.4"
 CYTOSCAPE_SHA256 = "081591ab735b2b6a3b31a3c60f8f3a3e2fee8c92939e0c7820ad1208571b6cd8"

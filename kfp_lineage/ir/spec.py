@@ -18,7 +18,9 @@ from kfp import compiler
 from kfp.dsl import base_component, graph_component
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from kfp_lineage import errors, secrets, yaml_limits
+from kfp_lineage import errors
+from kfp_lineage import redaction as secrets
+from kfp_lineage.ir import yaml_limits
 
 ParameterType = pipeline_spec_pb2.ParameterType.ParameterTypeEnum
 

@@ -18,7 +18,8 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-from kfp_lineage import errors, secrets
+from kfp_lineage import errors
+from kfp_lineage import redaction as secrets
 
 PIPELINE_CONTEXT_TYPE = "system.Pipeline"
 RUN_CONTEXT_TYPE = "system.PipelineRun"

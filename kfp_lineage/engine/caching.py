@@ -12,7 +12,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from kfp_lineage import launcher, secrets, spec as spec_module
+from kfp_lineage.engine.exec import launcher
+from kfp_lineage import redaction as secrets
+from kfp_lineage.ir import spec as spec_module
 
 
 def fingerprint(

@@ -21,7 +21,8 @@ from google.protobuf import struct_pb2
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-from kfp_lineage import lineage_graph, recorder
+from kfp_lineage.lineage import graph as lineage_graph
+from kfp_lineage.mlmd import recorder
 
 EVENT_TYPES = {v.number: v.name for v in mlmd_pb.Event.Type.DESCRIPTOR.values}
 EVENT_TYPE_IDS = {name: number for number, name in EVENT_TYPES.items()}
@@ -297,7 +298,7 @@ def reader_for(store: metadata_store.MetadataStore, sql: bool = True) -> Reader:
 
 
 def _make_reader(store: metadata_store.MetadataStore, sql: bool) -> Reader:
-    from kfp_lineage import lineage_sql  # it builds on this module
+    from kfp_lineage.lineage import sqlite_reader as lineage_sql  # it builds on this module
 
     path = sqlite_path(store) if sql else None
     if path:

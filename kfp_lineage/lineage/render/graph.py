@@ -10,7 +10,7 @@ import dataclasses
 import re
 from typing import Dict, List, Optional, Tuple
 
-from kfp_lineage import lineage_graph
+from kfp_lineage.lineage import graph as lineage_graph
 
 # Fill colours: artifacts by kind, executions by state.
 ARTIFACT_COLORS = {

@@ -17,7 +17,10 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from google.protobuf import json_format
 
-from kfp_lineage import errors, run as run_module, spec, submit
+from kfp_lineage import errors
+from kfp_lineage.engine import run as run_module
+from kfp_lineage.ir import spec
+from kfp_lineage.remote import submission as submit
 
 TERMINAL_STATES = frozenset(
     {"PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED", "PIPELINE_STATE_PAUSED"}

@@ -11,7 +11,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from ml_metadata.metadata_store import metadata_store
 
-from kfp_lineage import expectations_record as record, expectations_spec as spec_module
+from kfp_lineage.expect import record
+from kfp_lineage.expect import spec as spec_module
 
 MISSING_TASK = "missing task"
 UNEXPECTED_TASK = "unexpected task"

@@ -14,7 +14,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-from kfp_lineage import digests, errors, recorder
+from kfp_lineage import digests, errors
+from kfp_lineage.mlmd import recorder
 
 INPUT, OUTPUT = "INPUT", "OUTPUT"
 LATEST = "latest"

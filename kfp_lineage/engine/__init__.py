@@ -1,0 +1,1 @@
+"""Running a pipeline: scheduling DAGs, loops, retries, caching and importers."""

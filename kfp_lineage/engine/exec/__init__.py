@@ -1,0 +1,1 @@
+"""Running one task: the task-handler interface and its implementations."""

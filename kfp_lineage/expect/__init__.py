@@ -1,0 +1,1 @@
+"""Expected lineage: the lineage-spec format, recording a spec from a run, checking, pytest plugin."""

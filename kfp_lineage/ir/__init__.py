@@ -1,0 +1,1 @@
+"""The compiled pipeline: loading IR YAML, pre-run checks, conditions, input resolution."""

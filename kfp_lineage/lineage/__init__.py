@@ -1,0 +1,1 @@
+"""Reading lineage from ML Metadata: readers, the graph, trace/impact/describe, renderers."""

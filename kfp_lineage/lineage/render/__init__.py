@@ -1,0 +1,1 @@
+"""Lineage views for people: text, DOT/SVG/Mermaid graphs, an HTML page."""

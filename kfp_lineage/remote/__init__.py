@@ -1,0 +1,1 @@
+"""Compiling pipelines and submitting them to Kubeflow Pipelines or Vertex AI Pipelines."""
