@@ -2,7 +2,7 @@
 
 Request construction (init arguments, upload arguments, labels, the endpoint choice, resource URIs, error
 messages) is pure and unit-tested; `deploy` is the only function that talks to Vertex AI, and it imports
-google-cloud-aiplatform lazily so the rest of this module stays cheap to import. tests/test_vertex_deploy.py
+google-cloud-aiplatform lazily so the rest of this module stays cheap to import. tests/pipelines/test_vertex_deploy.py
 runs `deploy` with the real client libraries against loopback stand-ins of Vertex AI and Cloud Storage.
 """
 

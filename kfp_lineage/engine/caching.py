@@ -13,15 +13,16 @@ from typing import Any, Iterable, Mapping, Sequence
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kfp_lineage.engine.exec import launcher
-from kfp_lineage import redaction as secrets
+from kfp_lineage import redaction
 from kfp_lineage.ir import spec as spec_module
+from kfp_lineage.ir import dataflow
 
 
 def fingerprint(
     component: pipeline_spec_pb2.ComponentSpec,
     container: launcher.ContainerSpec,
     parameters: Mapping[str, Any],
-    artifacts: Mapping[str, Sequence[launcher.InputArtifact]],
+    artifacts: Mapping[str, Sequence[dataflow.InputArtifact]],
     cache_key: str = "",
 ) -> str:
     """sha256 hex of what determines a task's result, as the backend's cache key holds it.
@@ -36,8 +37,8 @@ def fingerprint(
         "inputArtifactIds": {name: [a.artifact_id for a in arts] for name, arts in sorted(artifacts.items())},
         # whole numbers as ints: a value read back from MLMD (a double) must give the same key as the original
         # secrets redacted: a rotated token must not defeat the cache, nor may its hash sit in the store
-        "inputParameterValues": launcher.whole_numbers_as_ints(
-            {name: secrets.redact(name, value) for name, value in sorted(parameters.items())}
+        "inputParameterValues": dataflow.whole_numbers_as_ints(
+            {name: redaction.redact(name, value) for name, value in sorted(parameters.items())}
         ),
         "outputArtifactsSpec": {
             name: {"schemaTitle": d.artifact_type.schema_title, "schemaVersion": d.artifact_type.schema_version}

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 import re
-import secrets
 from typing import Any, Mapping, Optional, Union
 
 from kfp.dsl import base_component
 
-from kfp_lineage import errors
+from kfp_lineage import errors, run_ids
 from kfp_lineage.engine import scheduler as orchestrator
 from kfp_lineage.ir import preflight
 from kfp_lineage.engine import progress
@@ -21,12 +19,6 @@ from kfp_lineage.mlmd import store as store_module
 LAUNCHER_ENV_VAR = "KFP_LINEAGE_LAUNCHER"
 DEFAULT_PIPELINE_ROOT = os.path.join(".kfp-lineage", "pipeline-root")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def new_run_id(pipeline_name: str) -> str:
-    """`<pipeline name>-<UTC timestamp>-<6 hex digits>`: sortable by time and unique across machines."""
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{pipeline_name}-{stamp}-{secrets.token_hex(3)}"
 
 
 def run_pipeline(
@@ -79,7 +71,7 @@ def run_pipeline(
     launcher = launcher or os.environ.get(LAUNCHER_ENV_VAR) or "fork"
     if launcher not in ("fork", "subprocess"):
         raise errors.InvalidInputError(f"launcher {launcher!r} is not known: use 'fork' or 'subprocess'")
-    run_id = run_id or new_run_id(loaded.name)
+    run_id = run_id or run_ids.new_run_id(loaded.name)
     if not _RUN_ID.match(run_id):
         raise errors.InvalidInputError(
             f"run id {run_id!r} is not allowed: use letters, digits, '.', '_' and '-' (at most 128)"

@@ -30,12 +30,13 @@ from kfp_lineage.mlmd import recorder
 from kfp_lineage.mlmd import recovery
 from kfp_lineage.ir import resolution
 from kfp_lineage import digests
-from kfp_lineage import redaction as secrets
+from kfp_lineage import redaction
 from kfp_lineage.ir import spec as spec_module
+from kfp_lineage.ir import dataflow
 
 PipelineTaskSpec = pipeline_spec_pb2.PipelineTaskSpec
 ComponentSpec = pipeline_spec_pb2.ComponentSpec
-Produced = resolution.Produced
+Produced = dataflow.Produced
 
 COMPLETE, FAILED, CANCELED, CACHED, NOT_RUN = "COMPLETE", "FAILED", "CANCELED", "CACHED", "NOT_RUN"
 QUEUED, RUNNING = "QUEUED", "RUNNING"
@@ -135,11 +136,11 @@ class _Frame:
     component: ComponentSpec
     execution_id: int
     parameters: Dict[str, Any]
-    artifacts: Dict[str, List[launcher.InputArtifact]]
+    artifacts: Dict[str, List[dataflow.InputArtifact]]
     on_done: _DoneCallback
     states: Dict[str, str] = dataclasses.field(default_factory=dict)
     outputs: Dict[str, Produced] = dataclasses.field(default_factory=dict)
-    final_statuses: Dict[str, resolution.FinalStatus] = dataclasses.field(default_factory=dict)
+    final_statuses: Dict[str, dataflow.FinalStatus] = dataclasses.field(default_factory=dict)
     started: float = dataclasses.field(default_factory=time.monotonic)
     finished: bool = False
 
@@ -165,7 +166,7 @@ class _Loop:
     items: List[Any]
     items_are_artifacts: bool
     parameters: Dict[str, Any]
-    artifacts: Dict[str, List[launcher.InputArtifact]]
+    artifacts: Dict[str, List[dataflow.InputArtifact]]
     limit: int
     next_index: int = 0
     running: int = 0
@@ -184,7 +185,7 @@ class _QueuedTask:
     task: PipelineTaskSpec
     component: ComponentSpec
     parameters: Dict[str, Any]
-    artifacts: Dict[str, List[launcher.InputArtifact]]
+    artifacts: Dict[str, List[dataflow.InputArtifact]]
     properties: Dict[str, Any]
     input_ids: Dict[str, List[int]]
 
@@ -434,7 +435,7 @@ class Orchestrator:
         cached_execution_id: Optional[int] = None,
     ) -> None:
         frame.states[name] = state
-        frame.final_statuses[name] = resolution.FinalStatus(state, error)
+        frame.final_statuses[name] = dataflow.FinalStatus(state, error)
         self.results[key] = TaskResult(key, state, execution_id, outputs or {}, duration, error, log_path, attempts,
                                        cached_execution_id)
         self.reporter.task_finished(key, state, duration, error, log_path)
@@ -443,7 +444,7 @@ class Orchestrator:
 
     def _start_loop(self, frame: _Frame, name: str, task: PipelineTaskSpec, component: ComponentSpec,
                     properties: Dict[str, Any], parameters: Dict[str, Any],
-                    artifacts: Dict[str, List[launcher.InputArtifact]], input_ids: Dict[str, List[int]],
+                    artifacts: Dict[str, List[dataflow.InputArtifact]], input_ids: Dict[str, List[int]],
                     loop_spec: Any) -> None:
         item_input, items, items_are_artifacts = loop_spec
         properties["iteration_count"] = len(items)
@@ -552,7 +553,7 @@ class Orchestrator:
         produced = Produced(parameters=_typed_outputs(queued.component, cached.outputs))
         for output, arts in cached.artifacts.items():
             produced.artifacts[output] = [
-                launcher.InputArtifact(  # ml-metadata fills in a stored artifact's type name
+                dataflow.InputArtifact(  # ml-metadata fills in a stored artifact's type name
                     artifact_id=a.id, schema_title=a.type, schema_version=_version_of(queued.component, output),
                     uri=a.uri, metadata=_artifact_metadata(a))
                 for a in arts
@@ -607,7 +608,7 @@ class Orchestrator:
             timeout=self.options.task_timeout,
             processes=self._processes,
             forkserver=self._get_forkserver(),
-            secret_values=tuple(secrets.secret_values({**self.arguments, **queued.parameters})),
+            secret_values=tuple(redaction.secret_values({**self.arguments, **queued.parameters})),
         )
         os.makedirs(os.path.dirname(launch.log_path), exist_ok=True)
         self.reporter.task_started(key)
@@ -668,7 +669,7 @@ class Orchestrator:
         produced = Produced(parameters=dict(outcome.parameters))
         for output, artifacts in outcome.artifacts.items():
             produced.artifacts[output] = [
-                launcher.InputArtifact(
+                dataflow.InputArtifact(
                     artifact_id=artifact_id, schema_title=artifact.type.schema_title,
                     schema_version=artifact.type.schema_version, uri=artifact.uri,
                     metadata=json_format.MessageToDict(artifact.metadata),
@@ -728,7 +729,7 @@ class Orchestrator:
                 self._contexts, recorder.IMPORTER_EXECUTION_TYPE, properties, mlmd_pb.Execution.COMPLETE,
                 output_artifacts={output_key: [recorder.OutputArtifact(schema_title, uri, metadata, output_key)]},
             )
-        artifact = launcher.InputArtifact(ids[output_key][0], schema_title, importer.type_schema.schema_version, uri,
+        artifact = dataflow.InputArtifact(ids[output_key][0], schema_title, importer.type_schema.schema_version, uri,
                                           metadata)
         produced = Produced(artifacts={output_key: [artifact]})
         frame.outputs[name] = produced
@@ -767,7 +768,7 @@ def _typed_outputs(component: ComponentSpec, values: Mapping[str, Any]) -> Dict[
     for name, value in values.items():
         definition = component.output_definitions.parameters.get(name)
         if isinstance(value, (list, dict)):
-            value = launcher.whole_numbers_as_ints(value)
+            value = dataflow.whole_numbers_as_ints(value)
         elif definition is not None and definition.parameter_type == spec_module.ParameterType.NUMBER_INTEGER:
             value = int(value)
         typed[name] = value

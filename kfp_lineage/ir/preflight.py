@@ -15,8 +15,8 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kfp_lineage import errors
 from kfp_lineage.ir import conditions
-from kfp_lineage.engine.exec import launcher
 from kfp_lineage.ir import resolution
+from kfp_lineage.ir import requirements
 
 ComponentSpec = pipeline_spec_pb2.ComponentSpec
 
@@ -39,7 +39,7 @@ def _check_path_part(value: str, what: str) -> None:
         )
 
 
-def check_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> List[launcher.RequirementProblem]:
+def check_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> List[requirements.RequirementProblem]:
     """Checks every task of every DAG.
 
     Returns:
@@ -50,7 +50,7 @@ def check_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> List[launch
         UnsupportedFeatureError: naming the first unsupported feature and the task using it.
     """
     deployment = deployment_config(pipeline_spec)
-    problems: List[launcher.RequirementProblem] = []
+    problems: List[requirements.RequirementProblem] = []
     seen_requirements: set = set()
     checked_dags: set = set()  # a DAG component used by several tasks is checked once, not once per path
 
@@ -90,7 +90,7 @@ def check_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> List[launch
                     f"task {label!r} uses a {kind} executor, which the local runner does not support: "
                     "run it on a cluster"
                 )
-            prefix = launcher.split_pip_prefix(list(executor.container.command))
+            prefix = requirements.split_pip_prefix(list(executor.container.command))
             command = list(prefix.command) if prefix else list(executor.container.command)
             program = command[0] if command else ""
             if program and "{{" not in program and shutil.which(program) is None:
@@ -101,7 +101,7 @@ def check_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> List[launch
             for requirement in prefix.requirements if prefix else ():
                 if requirement not in seen_requirements:
                     seen_requirements.add(requirement)
-                    problems.extend(launcher.check_requirements([requirement]))
+                    problems.extend(requirements.check_requirements([requirement]))
 
     check_dag(pipeline_spec.root, "")
     return problems

@@ -14,27 +14,11 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kfp_lineage import errors
-from kfp_lineage.engine.exec import launcher
 from kfp_lineage.ir import spec as spec_module
+from kfp_lineage.ir import dataflow
 
 PipelineTaskSpec = pipeline_spec_pb2.PipelineTaskSpec
 ComponentSpec = pipeline_spec_pb2.ComponentSpec
-
-
-@dataclasses.dataclass
-class Produced:
-    """What a finished task or DAG made available to its siblings: output parameters and artifacts."""
-
-    parameters: Dict[str, Any] = dataclasses.field(default_factory=dict)
-    artifacts: Dict[str, List[launcher.InputArtifact]] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass
-class FinalStatus:
-    """How a task ended, for `dsl.PipelineTaskFinalStatus` inputs of exit handlers."""
-
-    state: str
-    error: str = ""
 
 
 class TaskInputError(Exception):
@@ -46,10 +30,10 @@ class DagView:
     """The parts of a running DAG that input resolution reads."""
 
     parameters: Mapping[str, Any]
-    artifacts: Mapping[str, List[launcher.InputArtifact]]
+    artifacts: Mapping[str, List[dataflow.InputArtifact]]
     states: Mapping[str, str]
-    outputs: Mapping[str, Produced]
-    final_statuses: Mapping[str, FinalStatus]
+    outputs: Mapping[str, dataflow.Produced]
+    final_statuses: Mapping[str, dataflow.FinalStatus]
     run_id: str
     execution_id: Optional[int] = None  # the DAG's own execution
 
@@ -122,7 +106,7 @@ def _runtime_constant(value: Any, dag: DagView, task: PipelineTaskSpec) -> Any:
 
 def resolve_task_inputs(
     dag: DagView, task: PipelineTaskSpec, component: ComponentSpec
-) -> Tuple[Dict[str, Any], Dict[str, List[launcher.InputArtifact]]]:
+) -> Tuple[Dict[str, Any], Dict[str, List[dataflow.InputArtifact]]]:
     """The task's input parameters (typed as its component declares, defaults filled) and input artifacts.
 
     Raises:
@@ -172,7 +156,7 @@ def resolve_task_inputs(
             parameters[input_name] = spec_module.convert_parameter(
                 input_name, json_format.MessageToDict(definition.default_value), definition.parameter_type
             )
-    artifacts: Dict[str, List[launcher.InputArtifact]] = {}
+    artifacts: Dict[str, List[dataflow.InputArtifact]] = {}
     for input_name, source in task.inputs.artifacts.items():
         kind = source.WhichOneof("kind")
         optional = input_name in component.input_definitions.artifacts and (
@@ -204,7 +188,7 @@ def _has_default(component: ComponentSpec, input_name: str) -> bool:
     return definition is not None and (definition.is_optional or definition.HasField("default_value"))
 
 
-def _producer(dag: DagView, producer: str, input_name: str, optional: bool) -> Optional[Produced]:
+def _producer(dag: DagView, producer: str, input_name: str, optional: bool) -> Optional[dataflow.Produced]:
     if producer in dag.outputs:
         return dag.outputs[producer]
     if optional:
@@ -229,7 +213,7 @@ def _final_status(dag: DagView, producer: str) -> Dict[str, Any]:
     }
 
 
-def resolve_dag_outputs(component: ComponentSpec, outputs: Mapping[str, Produced]) -> Produced:
+def resolve_dag_outputs(component: ComponentSpec, outputs: Mapping[str, dataflow.Produced]) -> dataflow.Produced:
     """A DAG's outputs from its children's: `value_from_parameter`, `dsl.OneOf` (the first branch that produced
     the value), and artifact selectors (the first selector whose producer made the artifact).
 
@@ -237,7 +221,7 @@ def resolve_dag_outputs(component: ComponentSpec, outputs: Mapping[str, Produced
     empty: the DAG still completes, as on the backend, where outputs are looked up only when a consumer needs
     them. A consumer that needs the missing value fails then (a loop's dsl.Collected skips it).
     """
-    produced = Produced()
+    produced = dataflow.Produced()
     for name, spec in component.dag.outputs.parameters.items():
         kind = spec.WhichOneof("kind")
         selectors = [spec.value_from_parameter] if kind == "value_from_parameter" else list(
@@ -259,10 +243,10 @@ def resolve_dag_outputs(component: ComponentSpec, outputs: Mapping[str, Produced
     return produced
 
 
-def collect_iterations(component: ComponentSpec, iterations: List[Produced]) -> Produced:
+def collect_iterations(component: ComponentSpec, iterations: List[dataflow.Produced]) -> dataflow.Produced:
     """A loop's outputs (`dsl.Collected`): each output parameter as the list of its per-iteration values, each output
     artifact as all iterations' artifacts, in iteration order."""
-    produced = Produced()
+    produced = dataflow.Produced()
     for name in component.dag.outputs.parameters:
         produced.parameters[name] = [it.parameters[name] for it in iterations if name in it.parameters]
     for name in component.dag.outputs.artifacts:
@@ -271,7 +255,7 @@ def collect_iterations(component: ComponentSpec, iterations: List[Produced]) -> 
 
 
 def loop_items(task: PipelineTaskSpec, parameters: Mapping[str, Any],
-               artifacts: Mapping[str, List[launcher.InputArtifact]]) -> Tuple[str, List[Any], bool]:
+               artifacts: Mapping[str, List[dataflow.InputArtifact]]) -> Tuple[str, List[Any], bool]:
     """A ParallelFor task's item input name, its items, and whether they are artifacts.
 
     Raises:
@@ -295,7 +279,7 @@ def loop_items(task: PipelineTaskSpec, parameters: Mapping[str, Any],
             raise TaskInputError(f"loop items are not a JSON list: {items[:60]!r}") from None
     if not isinstance(items, list):
         raise TaskInputError(f"loop items must be a list, got {type(items).__name__}")
-    return iterator.item_input, launcher.whole_numbers_as_ints(items), False
+    return iterator.item_input, dataflow.whole_numbers_as_ints(items), False
 
 
 def check_selector_syntax(selector: str) -> None:

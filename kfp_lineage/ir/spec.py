@@ -19,7 +19,7 @@ from kfp.dsl import base_component, graph_component
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kfp_lineage import errors
-from kfp_lineage import redaction as secrets
+from kfp_lineage import redaction
 from kfp_lineage.ir import yaml_limits
 
 ParameterType = pipeline_spec_pb2.ParameterType.ParameterTypeEnum
@@ -390,7 +390,7 @@ def _json_problem(value: Any) -> Optional[str]:
 def _short(name: str, value: Any) -> str:
     """The value (secrets redacted) for an error message: at most 60 characters, whatever its size or depth."""
     try:
-        text = repr(secrets.redact(name, value))
+        text = repr(redaction.redact(name, value))
     except (ValueError, RecursionError):  # an int of more than 4300 digits, or a list nested a thousand deep
         text = f"a value of type {type(value).__name__} too large to show"
     return text if len(text) <= 60 else text[:57] + "..."

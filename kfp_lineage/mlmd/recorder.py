@@ -19,7 +19,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from kfp_lineage import errors
-from kfp_lineage import redaction as secrets
+from kfp_lineage import redaction
 
 PIPELINE_CONTEXT_TYPE = "system.Pipeline"
 RUN_CONTEXT_TYPE = "system.PipelineRun"
@@ -272,7 +272,7 @@ class Recorder:
 
     def _new_artifact(self, output: OutputArtifact) -> mlmd_pb.Artifact:
         artifact = mlmd_pb.Artifact(
-            type_id=self._artifact_type_id(output.schema_title), uri=secrets.redact_url(output.uri),
+            type_id=self._artifact_type_id(output.schema_title), uri=redaction.redact_url(output.uri),
             state=mlmd_pb.Artifact.LIVE,
         )
         set_custom_properties(artifact, output.metadata)
@@ -434,7 +434,7 @@ def set_custom_properties(message: Any, properties: Mapping[str, Any]) -> None:
     follows to_mlmd_value.
     """
     for key, value in dict(properties).items():
-        value = secrets.redact(key, value)  # no credential reaches MLMD, whatever the caller passes
+        value = redaction.redact(key, value)  # no credential reaches MLMD, whatever the caller passes
         if isinstance(value, int) and not isinstance(value, bool) and not isinstance(message, mlmd_pb.Artifact):
             message.custom_properties[key].int_value = value
             continue

@@ -22,7 +22,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kfp_lineage import errors
-from kfp_lineage.engine import run as run_module
+from kfp_lineage import run_ids
 from kfp_lineage.ir import spec
 from kfp_lineage.remote import submission as submit
 
@@ -67,7 +67,7 @@ def check_target(target: KfpTarget) -> None:
 
 def new_run_name(pipeline_name: str) -> str:
     """`<pipeline name>-<UTC timestamp>-<6 hex digits>`, like a local run's id."""
-    return run_module.new_run_id(pipeline_name)
+    return run_ids.new_run_id(pipeline_name)
 
 
 def describe_run_request(

@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 from google.protobuf import json_format
 
 from kfp_lineage import errors
-from kfp_lineage.engine import run as run_module
+from kfp_lineage import run_ids
 from kfp_lineage.ir import spec
 from kfp_lineage.remote import submission as submit
 
@@ -154,7 +154,7 @@ def resolve_credentials(api_endpoint: str) -> Any:
 
 def new_job_id(pipeline_name: str) -> str:
     """`<pipeline name>-<UTC timestamp>-<6 hex digits>`, lowercased to what Vertex AI accepts as a job ID."""
-    raw = run_module.new_run_id(pipeline_name).lower()
+    raw = run_ids.new_run_id(pipeline_name).lower()
     cleaned = re.sub(r"[^-a-z0-9]+", "-", raw).strip("-")
     if not cleaned[:1].isalpha():
         cleaned = "pipeline-" + cleaned

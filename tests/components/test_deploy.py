@@ -1,7 +1,7 @@
 """deploy_local end to end on real files; deploy_vertex at its boundary (pure request builders, input checks).
 
 Vertex AI is not called here: everything deploy_vertex sends is built by the pure helpers in _vertex,
-which are tested directly. tests/test_vertex_deploy.py runs deploy_vertex with the real client libraries
+which are tested directly. tests/pipelines/test_vertex_deploy.py runs deploy_vertex with the real client libraries
 against loopback stand-ins of Vertex AI and Cloud Storage.
 """
 

@@ -6,7 +6,7 @@ import sys
 
 from kfp import compiler
 
-from kfp_lineage import redaction as secrets
+from kfp_lineage import redaction
 from tests import conftest
 from tests.reliability import faults
 
@@ -33,7 +33,7 @@ def _all_files_text(root: str) -> str:
 
 
 def test_secret_parameters_and_credential_urls_are_redacted_everywhere(tmp_path):
-    spec_path = tmp_path / "secrets.yaml"
+    spec_path = tmp_path / "redaction.yaml"
     compiler.Compiler().compile(faults.with_secrets, str(spec_path))
     store = tmp_path / "mlmd.sqlite"
     completed = subprocess.run(
@@ -71,7 +71,7 @@ def test_a_bad_value_for_a_secret_parameter_is_not_echoed_in_the_error(tmp_path)
 
 
 def test_secret_names():
-    assert all(secrets.is_secret_name(n) for n in ("password", "db_password", "apiKey", "api_key", "token",
+    assert all(redaction.is_secret_name(n) for n in ("password", "db_password", "apiKey", "api_key", "token",
                                                     "GITHUB_TOKEN", "client_secret", "key", "signing_key"))
-    assert not any(secrets.is_secret_name(n) for n in ("label_column", "cache_key", "source_uri", "keyboard",
+    assert not any(redaction.is_secret_name(n) for n in ("label_column", "cache_key", "source_uri", "keyboard",
                                                         "merged_input_keys", "primary_key", "threshold"))

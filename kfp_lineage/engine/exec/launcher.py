@@ -7,10 +7,8 @@ of scheduling: the orchestrator gives it a fully resolved task and gets back its
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import json
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -24,11 +22,11 @@ from google.protobuf import json_format
 from kfp.compiler import pipeline_spec_builder
 from kfp.local import executor_input_utils, executor_output_utils, placeholder_utils
 from kfp.pipeline_spec import pipeline_spec_pb2
-from packaging import requirements as packaging_requirements
-from packaging import version as packaging_version
 
-from kfp_lineage import redaction as secrets
+from kfp_lineage import redaction
 from kfp_lineage.engine.exec import forkserver as forkserver_module
+from kfp_lineage.ir import dataflow
+from kfp_lineage.ir import requirements
 
 ContainerSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec
 
@@ -66,17 +64,6 @@ class RunningProcesses:
 
 
 @dataclasses.dataclass(frozen=True)
-class InputArtifact:
-    """An artifact as a task receives it: its MLMD id, type, URI and metadata."""
-
-    artifact_id: int
-    schema_title: str
-    schema_version: str
-    uri: str
-    metadata: Mapping[str, Any]
-
-
-@dataclasses.dataclass(frozen=True)
 class TaskLaunch:
     """Everything needed to run one container task; produced by the orchestrator."""
 
@@ -84,7 +71,7 @@ class TaskLaunch:
     component_spec: pipeline_spec_pb2.ComponentSpec
     container: ContainerSpec
     parameters: Mapping[str, Any]
-    artifacts: Mapping[str, Sequence[InputArtifact]]
+    artifacts: Mapping[str, Sequence[dataflow.InputArtifact]]
     output_uris: Mapping[str, str]
     scratch_dir: str
     log_path: str
@@ -112,81 +99,6 @@ class TaskOutcome:
     canceled: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
-class PipPrefix:
-    """The `pip install` step the KFP compiler puts before lightweight components, split off the command."""
-
-    requirements: Tuple[str, ...]
-    command: Tuple[str, ...]
-
-
-_PIP_SEGMENT = re.compile(r"pip install (?P<args>.*?)(?:&&|$)", re.S)
-_PIP_OPTIONS_WITH_VALUE = {"-i", "--index-url", "--extra-index-url", "--trusted-host", "-f", "--find-links"}
-
-
-def split_pip_prefix(command: Sequence[str]) -> Optional[PipPrefix]:
-    """Recognises `sh -c '<pip install ...> && "$0" "$@"' PROGRAM...` and returns the requirements and PROGRAM.
-
-    Returns:
-        None when the command has no such prefix (it is then run as it is).
-    """
-    if len(command) < 4 or list(command[:2]) != ["sh", "-c"] or "pip install" not in command[2]:
-        return None
-    if not command[2].rstrip().endswith('"$0" "$@"'):
-        return None
-    found: List[str] = []
-    for segment in _PIP_SEGMENT.finditer(command[2]):
-        words = shlex.split(segment.group("args"))
-        skip_next = False
-        for word in words:
-            if skip_next:
-                skip_next = False
-            elif word in _PIP_OPTIONS_WITH_VALUE:
-                skip_next = True
-            elif not word.startswith("-") and word not in ("&&", '"$0"', '"$@"'):
-                found.append(word)
-    return PipPrefix(requirements=tuple(found), command=tuple(command[3:]))
-
-
-@dataclasses.dataclass(frozen=True)
-class RequirementProblem:
-    """A requirement the running environment does not meet."""
-
-    requirement: str
-    installed: Optional[str]
-
-    def describe(self) -> str:
-        if self.installed is None:
-            return f"{self.requirement} (not installed)"
-        return f"{self.requirement} (installed: {self.installed})"
-
-
-def check_requirements(requirement_strings: Sequence[str]) -> List[RequirementProblem]:
-    """Checks requirements against the running interpreter's installed distributions; installs nothing.
-
-    Requirements whose environment marker is false, and ones that are not plain PEP 508 strings (URLs,
-    local paths), are skipped.
-    """
-    problems: List[RequirementProblem] = []
-    for text in requirement_strings:
-        try:
-            requirement = packaging_requirements.Requirement(text)
-        except packaging_requirements.InvalidRequirement:
-            continue
-        if requirement.url or (requirement.marker is not None and not requirement.marker.evaluate()):
-            continue
-        try:
-            installed = importlib.metadata.version(requirement.name)
-        except importlib.metadata.PackageNotFoundError:
-            problems.append(RequirementProblem(text, None))
-            continue
-        if requirement.specifier and not requirement.specifier.contains(
-            packaging_version.Version(installed), prereleases=True
-        ):
-            problems.append(RequirementProblem(text, installed))
-    return problems
-
-
 def build_command(launch: TaskLaunch) -> Tuple[List[str], pipeline_spec_pb2.ExecutorInput]:
     """The task's resolved argv (pip prefix removed) and the ExecutorInput it is given."""
     executor_input = build_executor_input(launch)
@@ -196,9 +108,9 @@ def build_command(launch: TaskLaunch) -> Tuple[List[str], pipeline_spec_pb2.Exec
     parameter_values = executor_input_dict.get("inputs", {}).get("parameterValues", {})
     for name, value in launch.parameters.items():
         if name in parameter_values:
-            parameter_values[name] = whole_numbers_as_ints(value) if isinstance(value, (list, dict)) else value
+            parameter_values[name] = dataflow.whole_numbers_as_ints(value) if isinstance(value, (list, dict)) else value
     raw_command = list(launch.container.command) + list(launch.container.args)
-    prefix = split_pip_prefix(list(launch.container.command))
+    prefix = requirements.split_pip_prefix(list(launch.container.command))
     if prefix is not None:
         raw_command = list(prefix.command) + list(launch.container.args)
     argv = resolve_placeholders(raw_command, executor_input_dict, launch)
@@ -237,18 +149,6 @@ def resolve_placeholders(command: Sequence[Any], executor_input_dict: Dict[str, 
         )
         argv.append(resolved.replace(_EXECUTOR_INPUT_MARK, executor_input_json))
     return argv
-
-
-def whole_numbers_as_ints(value: Any) -> Any:
-    """protobuf Struct numbers are doubles; the backend's Go JSON encoder writes 4.0 as `4`, so a task reading
-    a list of ints (e.g. dsl.Collected outputs) gets ints. Python's encoder would write `4.0`; match the backend."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, list):
-        return [whole_numbers_as_ints(v) for v in value]
-    if isinstance(value, dict):
-        return {k: whole_numbers_as_ints(v) for k, v in value.items()}
-    return value
 
 
 def build_executor_input(launch: TaskLaunch) -> pipeline_spec_pb2.ExecutorInput:
@@ -386,7 +286,7 @@ def scrub_log(log_path: str, values: Sequence[str]) -> None:
     try:
         with open(log_path, "r", encoding="utf-8", errors="surrogateescape") as f:
             text = f.read()
-        cleaned = secrets.scrub(text, values)
+        cleaned = redaction.scrub(text, values)
         if cleaned != text:
             with open(log_path + ".tmp", "w", encoding="utf-8", errors="surrogateescape") as f:
                 f.write(cleaned)
@@ -442,7 +342,7 @@ def collect_outputs(
         for name, value in executor_output.parameter_values.items()
     }
     parameters = executor_output_utils.cast_protobuf_numbers(parameters, component_spec.output_definitions.parameters)
-    parameters = {name: whole_numbers_as_ints(v) if isinstance(v, (list, dict)) else v for name, v in parameters.items()}
+    parameters = {name: dataflow.whole_numbers_as_ints(v) if isinstance(v, (list, dict)) else v for name, v in parameters.items()}
     missing = sorted(set(component_spec.output_definitions.parameters) - set(parameters))
     if missing:
         raise ValueError(f"output parameter {missing[0]!r} was not written")

@@ -6,9 +6,9 @@ import pytest
 from kfp import dsl
 
 from kfp_lineage.engine.exec import forkserver
-from kfp_lineage.engine.exec import launcher
 from kfp_lineage.engine import run as run_module
 from kfp_lineage.ir import spec
+from kfp_lineage.ir import requirements
 from tests import conftest
 from tests.fixtures import pipelines
 from tests.mlmd_view import RunView
@@ -33,7 +33,7 @@ def where():
 def test_the_compiled_lightweight_command_is_recognised(tmp_path):
     loaded = spec.load_pipeline(pipelines.linear)
     container = loaded.spec.deployment_spec["executors"]["exec-make-dataset"]["container"]
-    prefix = launcher.split_pip_prefix(list(container["command"]))
+    prefix = requirements.split_pip_prefix(list(container["command"]))
     arguments = forkserver.python_task_arguments(list(prefix.command) + list(container["args"]))
     assert arguments[0].lstrip().startswith("import kfp")
     assert arguments[1:] == ["--executor_input", "{{$}}", "--function_to_execute", "make_dataset"]

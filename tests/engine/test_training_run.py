@@ -12,7 +12,7 @@ from kfp_lineage.engine import run as run_module
 from tests import conftest
 from tests.mlmd_view import RunView
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TRAINING = os.path.join(REPO, "specs", "training.yaml")
 DATA = os.path.join(REPO, "data", "breast_cancer.csv")
 DEPLOY = "condition-1/condition-branches-2/condition-3/deploy-local"

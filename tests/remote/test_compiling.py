@@ -10,7 +10,7 @@ from kfp_lineage.engine import run as run_module
 from tests import conftest
 from tests.mlmd_view import RunView
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def test_checked_in_specs_are_current():

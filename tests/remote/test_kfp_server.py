@@ -12,7 +12,7 @@ from kfp_lineage.ir import spec
 from kfp_lineage.remote import submission as submit
 from kfp_lineage.remote import kfp_server as submit_kfp
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TRAINING = os.path.join(REPO, "specs", "training.yaml")
 pytest_plugins = ["tests.standins.fixtures"]
 FAST = submit.RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.02)

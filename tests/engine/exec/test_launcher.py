@@ -6,6 +6,7 @@ from kfp import compiler
 
 from kfp_lineage.engine.exec import launcher
 from kfp_lineage.ir import spec
+from kfp_lineage.ir import requirements
 from tests.fixtures import pipelines
 
 
@@ -19,18 +20,18 @@ def _container(tmp_path, component_name="comp-make-dataset"):
 
 def test_split_pip_prefix_finds_requirements_and_the_program(tmp_path):
     container = _container(tmp_path)
-    prefix = launcher.split_pip_prefix(list(container["command"]))
+    prefix = requirements.split_pip_prefix(list(container["command"]))
     assert prefix.requirements == ("kfp==2.13.0", 'typing-extensions>=3.7.4,<5; python_version<"3.9"')
     assert prefix.command[:2] == ("sh", "-ec")
     assert "pip install" not in " ".join(prefix.command)
 
 
 def test_command_without_pip_prefix_is_left_alone():
-    assert launcher.split_pip_prefix(["python3", "-c", "print(1)"]) is None
+    assert requirements.split_pip_prefix(["python3", "-c", "print(1)"]) is None
 
 
 def test_check_requirements_reports_missing_and_mismatched_but_skips_false_markers():
-    problems = launcher.check_requirements(
+    problems = requirements.check_requirements(
         ["kfp==2.13.0", "kfp==1.0.0", "surely-not-installed-pkg==1.0", 'pytest>=1; python_version<"3"']
     )
     assert [p.describe() for p in problems] == [

@@ -16,7 +16,7 @@ from kfp_lineage.expect import pytest_plugin
 from kfp_lineage.engine import run as run_module
 from tests import conftest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SPECS = os.path.join(REPO, "specs")
 TRAINING = os.path.join(SPECS, "training.yaml")
 TRAINING_LINEAGE = os.path.join(SPECS, "training.lineage.yaml")

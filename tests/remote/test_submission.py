@@ -10,7 +10,7 @@ from kfp_lineage import cli, errors
 from kfp_lineage.ir import spec
 from kfp_lineage.remote import submission as submit
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TRAINING = os.path.join(REPO, "specs", "training.yaml")
 
 

@@ -19,7 +19,7 @@ from kfp_lineage.remote import submission as submit
 from kfp_lineage.remote import vertex as submit_vertex
 from tests.standins.project import LOCATION, PROJECT, PROJECT_NUMBER
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TRAINING = os.path.join(REPO, "specs", "training.yaml")
 BUCKET = "pipelines-bucket"
 ROOT = f"gs://{BUCKET}/root"

@@ -16,7 +16,7 @@ from tests.mlmd_view import RunView
 from tests.standins.project import LOCATION, PROJECT, PROJECT_NUMBER
 
 pytest_plugins = ["tests.standins.fixtures"]
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TRAINING = os.path.join(REPO, "specs", "training.yaml")
 DATA = os.path.join(REPO, "data", "breast_cancer.csv")
 IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-6:latest"
