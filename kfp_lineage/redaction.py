@@ -1,8 +1,10 @@
 """Keeping secrets out of MLMD, logs and errors: which names and values count as secret, and redaction.
 
-A parameter named like a credential (password, token, secret, api_key, ...) never has its value recorded; a URL
-carrying a password (`https://user:pw@host/...`) or a credential query parameter (`?token=...`) is recorded with
-those parts replaced by `***`.
+A parameter named like a credential (password, token, secret, api_key, access_token, ...: a deny-list, see
+is_secret_name) or holding a value shaped like one (a GitHub/Hugging Face/AWS token, a JWT, a PEM private key) never
+has its value recorded; a URL carrying a password (`https://user:pw@host/...`) or a credential query parameter
+(`?token=...`, `?sig=...`) is recorded with those parts replaced by `***`. Redaction is for what is written and
+shown: cache fingerprints and the values tasks receive are the real ones.
 """
 
 from __future__ import annotations
@@ -13,23 +15,58 @@ from typing import Any, Iterable, List, Mapping, Set
 
 REDACTED = "***"
 
-_SECRET_WORDS = {"password", "passwd", "pwd", "secret", "secrets", "token", "tokens", "apikey", "credential",
-                 "credentials", "auth", "authorization", "signature", "sig", "privatekey"}
-# Names ending in "key" are secret (api_key, signing_key, key) except these, which name columns or cache keys.
-_SAFE_KEY_NAMES = {"cachekey", "sortkey", "partitionkey", "primarykey", "foreignkey", "joinkey", "groupkey",
-                   "outputkey", "outputartifactkey", "outputparameterkey", "monkey", "turkey"}
+# A deny-list of words that name a credential on their own; ordinary names that merely contain "key" or "token"
+# (label_key, object_key, max_tokens, eos_token, model_signature) are not secret.
+_SECRET_WORDS = {"password", "passwd", "passphrase", "pwd", "secret", "secrets", "credential", "credentials",
+                 "apikey", "privatekey", "authorization", "bearer"}
+# Word pairs that name a credential: `api_key`, `access_token`, `client_secret` (already caught by "secret"), ...
+_KEY_QUALIFIERS = {"api", "private", "secret", "access", "signing", "encryption", "ssh", "account", "master",
+                   "service", "storage", "sas", "subscription"}
+_TOKEN_QUALIFIERS = {"access", "auth", "refresh", "bearer", "session", "api", "id", "oauth", "github", "gh", "gitlab",
+                     "hf", "huggingface", "slack", "personal", "pat", "service", "sas", "security", "csrf", "jwt",
+                     "registry", "npm", "pypi", "kaggle", "wandb", "client"}
+# Names that are a credential on their own.
+_SECRET_NAMES = {"token", "key", "auth", "pat", "sas", "dsn"}
+# URL query parameters that carry a credential (signed URLs of S3, GCS and Azure) besides the names above.
+_SECRET_QUERY_NAMES = {"sig", "signature", "x-amz-signature", "x-goog-signature", "x-amz-security-token",
+                       "x-amz-credential", "x-goog-credential"}
+# Values that are credentials whatever they are called: well-known token prefixes and PEM private keys.
+_CREDENTIAL_VALUE = re.compile(
+    r"^(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,}|glpat-[A-Za-z0-9_-]{20,}|hf_[A-Za-z0-9]{30,}"
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}|sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|[sr]k_live_[A-Za-z0-9]{20,}"
+    r"|(?:AKIA|ASIA)[A-Z0-9]{16}|AIza[0-9A-Za-z_-]{35}|ya29\.[0-9A-Za-z_-]{20,}"
+    r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})$"  # the last one is a JWT
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
+)
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 
 def is_secret_name(name: str) -> bool:
-    """Whether a parameter or property name looks like it holds a credential (`db_password`, `apiKey`, `token`)."""
+    """Whether a parameter or property name names a credential (`db_password`, `apiKey`, `GITHUB_TOKEN`, `token`).
+
+    A deny-list of clear secret words and word pairs, so names that merely end in "key" or "tokens" (label_key,
+    object_key, cache_key, max_tokens, eos_token) stay readable in MLMD and logs.
+    """
     words = [w for w in re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()) if w]
     joined = "".join(words)
-    if any(word in _SECRET_WORDS for word in words):
+    if joined in _SECRET_NAMES or any(word in _SECRET_WORDS for word in words):
         return True
-    if joined.endswith(("password", "apikey", "secret", "token")):
+    if joined.endswith(("password", "passwd", "apikey", "secret", "privatekey", "accesstoken", "authtoken")):
         return True
-    return joined.endswith("key") and joined not in _SAFE_KEY_NAMES
+    for first, second in zip(words, words[1:]):
+        if (second == "key" and first in _KEY_QUALIFIERS) or (second == "token" and first in _TOKEN_QUALIFIERS):
+            return True
+    return False
+
+
+def looks_like_credential(value: Any) -> bool:
+    """Whether a string value is a credential by its shape (a GitHub/Hugging Face/OpenAI/Slack/AWS/Google token, a
+    JWT, a PEM private key), whatever the parameter holding it is called."""
+    return isinstance(value, str) and len(value) >= 16 and _CREDENTIAL_VALUE.search(value.strip()) is not None
+
+
+def _is_secret_query_name(name: str) -> bool:
+    return is_secret_name(name) or name.lower() in _SECRET_QUERY_NAMES
 
 
 def redact_url(url: str) -> str:
@@ -48,8 +85,8 @@ def redact_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-        if any(is_secret_name(k) for k, _ in pairs):
-            query = "&".join(f"{k}={REDACTED if is_secret_name(k) else v}" for k, v in pairs)
+        if any(_is_secret_query_name(k) for k, _ in pairs):
+            query = "&".join(f"{k}={REDACTED if _is_secret_query_name(k) else v}" for k, v in pairs)
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
@@ -61,7 +98,7 @@ def redact_text(text: str) -> str:
 def redact(name: str, value: Any) -> Any:
     """The value to record for `name`: REDACTED for a secret name, otherwise with credentials removed from any URLs,
     recursing into lists and dicts (whose keys are names too)."""
-    if is_secret_name(name) and value not in (None, ""):
+    if (is_secret_name(name) and value not in (None, "")) or looks_like_credential(value):
         return REDACTED
     if isinstance(value, str):
         return redact_text(value) if "://" in value else value
@@ -85,14 +122,14 @@ def secret_values(parameters: Mapping[str, Any]) -> List[str]:
             for v in value:
                 visit(name, v)
         elif isinstance(value, str):
-            if is_secret_name(name) and len(value) >= 4:
+            if (is_secret_name(name) and len(value) >= 4) or looks_like_credential(value):
                 found.add(value)
             for match in _URL_IN_TEXT.finditer(value):
                 parts = urllib.parse.urlsplit(match.group(0))
                 if parts.password and len(parts.password) >= 4:
                     found.add(parts.password)
                 for k, v in urllib.parse.parse_qsl(parts.query):
-                    if is_secret_name(k) and len(v) >= 4:
+                    if _is_secret_query_name(k) and len(v) >= 4:
                         found.add(v)
 
     for key, value in parameters.items():

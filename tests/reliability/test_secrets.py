@@ -75,3 +75,33 @@ def test_secret_names():
                                                     "GITHUB_TOKEN", "client_secret", "key", "signing_key"))
     assert not any(redaction.is_secret_name(n) for n in ("label_column", "cache_key", "source_uri", "keyboard",
                                                         "merged_input_keys", "primary_key", "threshold"))
+
+
+def test_ordinary_names_that_contain_key_or_token_are_not_secret():
+    # The names a trial run caught before the deny-list: redacting them broke cache hits and downstream values.
+    assert not any(redaction.is_secret_name(n) for n in (
+        "max_tokens", "num_tokens", "label_key", "object_key", "sort_key", "partition_key", "eos_token",
+        "pad_token", "model_signature", "tokenizer", "keys"))
+    assert all(redaction.is_secret_name(n) for n in (
+        "access_token", "hf_token", "refresh_token", "AUTH_TOKEN", "secret_key", "aws_secret_access_key",
+        "private_key", "sshKey", "passphrase", "client_secret", "db_passwd"))
+    assert redaction.redact("max_tokens", 1024) == 1024
+    assert redaction.redact("label_key", "target") == "target"
+
+
+def test_values_shaped_like_credentials_are_redacted_whatever_their_name():
+    github = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+    pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow...\n-----END RSA PRIVATE KEY-----"
+    for value in (github, jwt, pem, "AKIA" + "IOSFODNN7EXAMPLE"):
+        assert redaction.redact("note", value) == redaction.REDACTED
+        assert value in redaction.secret_values({"note": value})
+    for ordinary in ("gs://bucket/data.csv", "hf_hub_dataset_name", "sk-learn", "a" * 64):
+        assert redaction.redact("note", ordinary) == ordinary
+
+
+def test_signed_url_signatures_are_redacted():
+    url = "https://acct.blob.core.windows.net/c/model.pkl?sv=2024-01-01&sig=c2lnbmF0dXJl"
+    assert redaction.redact_url(url) == "https://acct.blob.core.windows.net/c/model.pkl?sv=2024-01-01&sig=***"
+    signed = "https://storage.googleapis.com/b/o?X-Goog-Signature=abcd1234&X-Goog-Expires=900"
+    assert redaction.redact_url(signed) == "https://storage.googleapis.com/b/o?X-Goog-Signature=***&X-Goog-Expires=900"
