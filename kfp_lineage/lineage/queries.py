@@ -18,7 +18,7 @@ from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 from kfp_lineage import errors
 from kfp_lineage.lineage import graph as lineage_graph
 from kfp_lineage.lineage import reader as lineage_reader
-from kfp_lineage.mlmd import recorder
+from kfp_lineage.mlmd import vocabulary
 
 DEFAULT_DEPTH = 20
 DEFAULT_RUN_LIMIT = 20
@@ -31,11 +31,13 @@ _MAX_NESTING = 1000
 # What `impact` reads unless full=True: for every execution the properties that place it (task, run, cache hit;
 # a loop iteration is its parent DAG's iteration_index, not read here); for models and endpoints their name, URI,
 # state and endpoint properties; for every other artifact its id and type.
-SUMMARY_EXECUTION_PROPERTIES = ("task_name", "parent_dag_id")
-CACHE_HIT_PROPERTIES = ("cached_execution_id",)  # read for CACHED executions only
-SUMMARY_ENDPOINT_PROPERTIES = ("endpoint_uri", "resourceName", "deployed_at", "deployed_by")
+SUMMARY_EXECUTION_PROPERTIES = (vocabulary.TASK_NAME, vocabulary.PARENT_DAG_ID)
+CACHE_HIT_PROPERTIES = (vocabulary.CACHED_EXECUTION_ID,)  # read for CACHED executions only
+# The first one marks a generic artifact as an endpoint.
+SUMMARY_ENDPOINT_PROPERTIES = (vocabulary.ENDPOINT_URI, vocabulary.VERTEX_RESOURCE_NAME, vocabulary.DEPLOYED_AT,
+                               vocabulary.DEPLOYED_BY)
 # Generic artifact types that may be an endpoint (recording endpoint_uri); google.* types are checked too.
-ENDPOINT_CANDIDATE_TYPES = frozenset({"system.Artifact"})
+ENDPOINT_CANDIDATE_TYPES = frozenset({vocabulary.GENERIC_ARTIFACT_TYPE})
 _UNFINISHED_STATES = frozenset({"RUNNING", "NEW", "UNKNOWN"})
 
 ArtifactRef = Union[mlmd_pb.Artifact, lineage_graph.Artifact, int]
@@ -104,12 +106,12 @@ def latest_run(store: metadata_store.MetadataStore) -> mlmd_pb.Context:
     runs = lineage_reader.MlmdReader(store).runs(1)
     if not runs:
         raise errors.InvalidInputError("the store has no pipeline runs yet: run one with `kfp-lineage run`")
-    return store.get_context_by_type_and_name(recorder.RUN_CONTEXT_TYPE, runs[0].run_id)
+    return store.get_context_by_type_and_name(vocabulary.RUN_CONTEXT_TYPE, runs[0].run_id)
 
 
 def _find_run_context(store: metadata_store.MetadataStore, run_id: str) -> mlmd_pb.Context:
     run = latest_run(store) if run_id == "latest" else store.get_context_by_type_and_name(
-        recorder.RUN_CONTEXT_TYPE, run_id)
+        vocabulary.RUN_CONTEXT_TYPE, run_id)
     if run is None:
         raise errors.InvalidInputError(f"no run {run_id!r} in this store: `kfp-lineage runs` lists them")
     return run
@@ -277,7 +279,7 @@ def _summary_artifacts(reader: lineage_reader.Reader, types: Dict[int, str]) -> 
     """Models and endpoints with their name, URI, state and endpoint properties; every other artifact as a stub
     that only knows its id and type (`details` False). `types`: artifact id -> type name."""
     names = set(types.values())
-    maybe_endpoint = {t for t in names if t in ENDPOINT_CANDIDATE_TYPES or t.startswith("google.")}
+    maybe_endpoint = {t for t in names if t in ENDPOINT_CANDIDATE_TYPES or t.startswith(vocabulary.GOOGLE_TYPE_PREFIX)}
     always_key = {t for t in names if lineage_graph.is_model_type(t) or t in lineage_graph.ENDPOINT_TYPES}
     # A generic artifact is an endpoint when it records endpoint_uri. One read of the endpoint properties of every
     # candidate both finds the endpoints and gives their properties.
@@ -392,7 +394,7 @@ def describe(store: metadata_store.MetadataStore, reference: str, *, sql: bool =
     Raises:
         InvalidInputError: nothing matches, or an artifact reference is ambiguous.
     """
-    if reference == "latest" or store.get_context_by_type_and_name(recorder.RUN_CONTEXT_TYPE, reference):
+    if reference == "latest" or store.get_context_by_type_and_name(vocabulary.RUN_CONTEXT_TYPE, reference):
         return describe_run(store, reference, sql=sql)
     if "/" not in reference and "://" not in reference and not reference.isdigit():
         _refuse_empty_store(store)
@@ -426,7 +428,7 @@ def list_runs(store: metadata_store.MetadataStore, pipeline: Optional[str] = Non
     if not runs and pipeline is None:
         raise errors.InvalidInputError("the store has no pipeline runs yet: run one with `kfp-lineage run`")
     for run in runs:
-        summarize_run(run, reader.run_executions(run.context_id, ("parent_dag_id", "task_name")))
+        summarize_run(run, reader.run_executions(run.context_id, (vocabulary.PARENT_DAG_ID, vocabulary.TASK_NAME)))
     return runs
 
 
@@ -491,7 +493,7 @@ def _name_namesakes(reader: lineage_reader.Reader, graph: lineage_graph.LineageG
     if not namesakes:
         return
     known: Dict[int, lineage_graph.Execution] = {e.id: e for e in namesakes}
-    wanted = ("task_name", "iteration_index", "parent_dag_id")
+    wanted = (vocabulary.TASK_NAME, vocabulary.ITERATION_INDEX, vocabulary.PARENT_DAG_ID)
     frontier = {e.parent_dag_id for e in namesakes} - {None}
     for _ in range(_MAX_NESTING):
         missing = sorted(i for i in frontier if i not in known)
@@ -627,8 +629,8 @@ def _resolve_runs(reader: lineage_reader.Reader, graph: lineage_graph.LineageGra
             chain.append(node)
             parent = parent_of.get(node)
             if parent is None:
-                name = name_of.get(node, "")
-                run_of[node] = name[len("run/"):] if name.startswith("run/") else reader.run_of_execution(node)
+                root_run = vocabulary.run_id_of_root(name_of.get(node, ""))
+                run_of[node] = root_run if root_run is not None else reader.run_of_execution(node)
                 break
             node = parent
         for member in chain:

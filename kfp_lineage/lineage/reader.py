@@ -17,74 +17,27 @@ import urllib.parse
 import weakref
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from google.protobuf import struct_pb2
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from kfp_lineage.lineage import graph as lineage_graph
-from kfp_lineage.mlmd import recorder
-
-EVENT_TYPES = {v.number: v.name for v in mlmd_pb.Event.Type.DESCRIPTOR.values}
-EVENT_TYPE_IDS = {name: number for number, name in EVENT_TYPES.items()}
-ARTIFACT_STATES = {v.number: v.name for v in mlmd_pb.Artifact.State.DESCRIPTOR.values}
-EXECUTION_STATES = {v.number: v.name for v in mlmd_pb.Execution.State.DESCRIPTOR.values}
+from kfp_lineage.mlmd import vocabulary
 
 Properties = Optional[Iterable[str]]  # None: every property, typed and custom; else only these custom properties
-
-
-def python_value(value: mlmd_pb.Value) -> Any:
-    """The Python value of an MLMD Value; equal to recorder.value_to_python, without a JSON round trip."""
-    kind = value.WhichOneof("value")
-    if kind == "struct_value":
-        return struct_to_python(value.struct_value)
-    if kind is None:
-        return None
-    return getattr(value, kind)
-
-
-def _struct_to_python(struct: struct_pb2.Struct) -> Dict[str, Any]:
-    return {key: _protobuf_value(item) for key, item in struct.fields.items()}
-
-
-def _protobuf_value(value: struct_pb2.Value) -> Any:
-    kind = value.WhichOneof("kind")
-    if kind == "struct_value":
-        return _struct_to_python(value.struct_value)
-    if kind == "list_value":
-        return [_protobuf_value(item) for item in value.list_value.values]
-    if kind == "null_value" or kind is None:
-        return None
-    return getattr(value, kind)
-
-
-def struct_to_python(struct: struct_pb2.Struct) -> Any:
-    """An MLMD struct value as Python: a dict, or the list KFP stores as {"list": [...]}."""
-    return _unwrap_list(_struct_to_python(struct))
-
-
-def _unwrap_list(data: Dict[str, Any]) -> Any:
-    """KFP stores a list as the struct {"list": [...]}; recorder.value_to_python unwraps it."""
-    return data["list"] if set(data) == {"list"} else data
 
 
 def _properties_of(message: Union[mlmd_pb.Artifact, mlmd_pb.Execution], wanted: Optional[frozenset]
                    ) -> Dict[str, Any]:
     """Every property (custom wins over typed), or only the wanted custom properties."""
     if wanted is not None:
-        return {k: python_value(v) for k, v in message.custom_properties.items() if k in wanted}
-    found = {k: python_value(v) for k, v in message.properties.items()}
-    found.update((k, python_value(v)) for k, v in message.custom_properties.items())
+        return {k: vocabulary.python_value(v) for k, v in message.custom_properties.items() if k in wanted}
+    found = {k: vocabulary.python_value(v) for k, v in message.properties.items()}
+    found.update((k, vocabulary.python_value(v)) for k, v in message.custom_properties.items())
     return found
 
 
 def wanted_properties(properties: Properties) -> Optional[frozenset]:
     return None if properties is None else frozenset(properties)
-
-
-def artifact_name(properties: Dict[str, Any], name: Optional[str]) -> str:
-    """The custom `display_name` (KFP's output key), else Artifact.name."""
-    display = properties.get("display_name")
-    return str(display) if display else (name or "")
 
 
 class MlmdReader:
@@ -105,14 +58,14 @@ class MlmdReader:
 
     def _artifact(self, artifact: mlmd_pb.Artifact, wanted: Optional[frozenset]) -> lineage_graph.Artifact:
         properties = _properties_of(artifact, wanted)
-        name_source = properties if wanted is None or "display_name" in wanted else _properties_of(
-            artifact, frozenset({"display_name"}))
+        name_source = properties if wanted is None or vocabulary.DISPLAY_NAME in wanted else _properties_of(
+            artifact, frozenset({vocabulary.DISPLAY_NAME}))
         return lineage_graph.Artifact(
             id=artifact.id,
             type=self._type_name("artifact", artifact.type_id, artifact.type),
             uri=artifact.uri,
-            name=artifact_name(name_source, artifact.name),
-            state=ARTIFACT_STATES.get(artifact.state, str(artifact.state)),
+            name=lineage_graph.artifact_name(name_source, artifact.name),
+            state=vocabulary.ARTIFACT_STATES.get(artifact.state, str(artifact.state)),
             create_time=artifact.create_time_since_epoch,
             properties=properties,
         )
@@ -122,7 +75,7 @@ class MlmdReader:
             id=execution.id,
             type=self._type_name("execution", execution.type_id, execution.type),
             name=execution.name,
-            state=EXECUTION_STATES.get(execution.last_known_state, str(execution.last_known_state)),
+            state=vocabulary.EXECUTION_STATES.get(execution.last_known_state, str(execution.last_known_state)),
             create_time=execution.create_time_since_epoch,
             update_time=execution.last_update_time_since_epoch,
             properties=_properties_of(execution, wanted),
@@ -178,7 +131,7 @@ class MlmdReader:
             found = self.store.get_events_by_execution_ids(list(execution_ids))
         else:
             return []
-        wanted = {EVENT_TYPE_IDS[t] for t in types}
+        wanted = {vocabulary.EVENT_TYPE_IDS[t] for t in types}
         return [_event(e, keys) for e in found if not wanted or e.type in wanted]
 
     def execution_parents(self, ids: Sequence[int]) -> Dict[int, Tuple[Optional[int], str]]:
@@ -187,14 +140,14 @@ class MlmdReader:
             return {}
         found = {}
         for execution in self.store.get_executions_by_id(list(ids)):
-            parent = execution.custom_properties.get("parent_dag_id")
-            found[execution.id] = (as_int(python_value(parent)) if parent is not None else None, execution.name)
+            parent = vocabulary.custom_property(execution, vocabulary.PARENT_DAG_ID)
+            found[execution.id] = (vocabulary.int_or_none(parent), execution.name)
         return found
 
     def run_of_execution(self, execution_id: int) -> Optional[str]:
         """The name of a system.PipelineRun context the execution is associated with (for roots not named run/...)."""
         runs = [c.name for c in self.store.get_contexts_by_execution(execution_id)
-                if c.type == recorder.RUN_CONTEXT_TYPE]
+                if c.type == vocabulary.RUN_CONTEXT_TYPE]
         return min(runs) if runs else None
 
     def artifacts_by_uri(self, uri: str) -> Dict[int, lineage_graph.Artifact]:
@@ -204,31 +157,31 @@ class MlmdReader:
         return bool(self.store.get_artifacts(list_options=metadata_store.ListOptions(limit=1)))
 
     def run(self, run_id: str) -> Optional[lineage_graph.Run]:
-        context = self.store.get_context_by_type_and_name(recorder.RUN_CONTEXT_TYPE, run_id)
+        context = self.store.get_context_by_type_and_name(vocabulary.RUN_CONTEXT_TYPE, run_id)
         if context is None:
             return None
         parents = [c.name for c in self.store.get_parent_contexts_by_context(context.id)
-                   if c.type == recorder.PIPELINE_CONTEXT_TYPE]
+                   if c.type == vocabulary.PIPELINE_CONTEXT_TYPE]
         return _run(context, parents[0] if parents else None)
 
     def pipelines(self) -> List[str]:
-        return sorted(c.name for c in self.store.get_contexts_by_type(recorder.PIPELINE_CONTEXT_TYPE))
+        return sorted(c.name for c in self.store.get_contexts_by_type(vocabulary.PIPELINE_CONTEXT_TYPE))
 
     def runs(self, limit: int, pipeline: Optional[str] = None) -> Optional[List[lineage_graph.Run]]:
         """The newest `limit` runs, newest first; None when `pipeline` is given and unknown."""
         if pipeline is not None:
-            parent = self.store.get_context_by_type_and_name(recorder.PIPELINE_CONTEXT_TYPE, pipeline)
+            parent = self.store.get_context_by_type_and_name(vocabulary.PIPELINE_CONTEXT_TYPE, pipeline)
             if parent is None:
                 return None
             children = [c for c in self.store.get_children_contexts_by_context(parent.id)
-                        if c.type == recorder.RUN_CONTEXT_TYPE]
+                        if c.type == vocabulary.RUN_CONTEXT_TYPE]
             return lineage_graph.sorted_runs(_run(c, pipeline) for c in children)[:limit]
         # Newest contexts of any type, widening the window until `limit` runs are in it.
         window = limit * 2 + 8
         while True:
             contexts = self.store.get_contexts(list_options=metadata_store.ListOptions(
                 limit=window, order_by=metadata_store.OrderByField.CREATE_TIME, is_asc=False))
-            found = [c for c in contexts if c.type == recorder.RUN_CONTEXT_TYPE]
+            found = [c for c in contexts if c.type == vocabulary.RUN_CONTEXT_TYPE]
             if len(found) >= limit or len(contexts) < window:
                 break
             window *= 4
@@ -247,9 +200,9 @@ class MlmdReader:
         found: Dict[str, Optional[str]] = {}
         if len(run_ids) > 20:  # cheaper to list each pipeline's runs than to ask run by run
             wanted = set(run_ids)
-            for pipeline in self.store.get_contexts_by_type(recorder.PIPELINE_CONTEXT_TYPE):
+            for pipeline in self.store.get_contexts_by_type(vocabulary.PIPELINE_CONTEXT_TYPE):
                 for child in self.store.get_children_contexts_by_context(pipeline.id):
-                    if child.name in wanted and child.type == recorder.RUN_CONTEXT_TYPE:
+                    if child.name in wanted and child.type == vocabulary.RUN_CONTEXT_TYPE:
                         found[child.name] = pipeline.name
             return found
         for run_id in run_ids:
@@ -260,20 +213,13 @@ class MlmdReader:
 
 def _event(event: mlmd_pb.Event, keys: bool = True) -> lineage_graph.Event:
     key = next((step.key for step in event.path.steps if step.HasField("key")), "") if keys else ""
-    return lineage_graph.Event(type=EVENT_TYPES.get(event.type, str(event.type)), artifact_id=event.artifact_id,
+    return lineage_graph.Event(type=vocabulary.EVENT_TYPES.get(event.type, str(event.type)), artifact_id=event.artifact_id,
                                execution_id=event.execution_id, key=key)
 
 
 def _run(context: mlmd_pb.Context, pipeline: Optional[str]) -> lineage_graph.Run:
     return lineage_graph.Run(run_id=context.name, pipeline=pipeline, context_id=context.id,
                              create_time=context.create_time_since_epoch)
-
-
-def as_int(value: Any) -> Optional[int]:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 Reader = Any  # MlmdReader or lineage_sql.SqliteReader: the same methods

@@ -10,7 +10,7 @@ from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from kfp_lineage import digests, errors
 from kfp_lineage.lineage import queries
-from kfp_lineage.mlmd import recorder
+from kfp_lineage.mlmd import vocabulary
 
 OK, CHANGED, MISSING, UNRECORDED, REMOTE = "ok", "changed", "missing", "no digest recorded", "remote (not checked)"
 
@@ -37,7 +37,7 @@ def verify_artifacts(artifacts: List[mlmd_pb.Artifact]) -> List[Check]:
     """Re-hashes each local artifact and compares with the digest recorded at publish."""
     checks = []
     for artifact in artifacts:
-        recorded = artifact.custom_properties.get(digests.DIGEST_PROPERTY)
+        recorded = artifact.custom_properties.get(vocabulary.CONTENT_DIGEST)
         if "://" in artifact.uri:
             checks.append(Check(artifact.id, artifact.uri, REMOTE))
             continue
@@ -56,7 +56,7 @@ def artifacts_to_verify(store: metadata_store.MetadataStore, reference: str) -> 
     Raises:
         InvalidInputError: nothing matches.
     """
-    run = store.get_context_by_type_and_name(recorder.RUN_CONTEXT_TYPE, reference)
+    run = store.get_context_by_type_and_name(vocabulary.RUN_CONTEXT_TYPE, reference)
     if run is None and reference == "latest":
         run = queries.latest_run(store)
     if run is None:

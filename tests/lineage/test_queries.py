@@ -460,18 +460,6 @@ def test_the_sql_reader_never_writes(tmp_path, builder, store, sqlite_url):
         reader.connection.execute("DELETE FROM Artifact")
 
 
-def test_python_value_matches_recorder_value_to_python():
-    from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
-
-    from kfp_lineage.mlmd import recorder
-
-    samples = [1, 2.5, "text", True, ["a", 1.0, None, {"b": [True]}], {"nested": {"list": [1, 2]}, "x": None}]
-    for sample in samples:
-        value = recorder.to_mlmd_value(sample)
-        assert lineage_reader.python_value(value) == recorder.value_to_python(value), sample
-    assert lineage_reader.python_value(mlmd_pb.Value()) is None
-
-
 @pytest.mark.parametrize("kind", ["mysql", "postgresql"])
 def test_server_stores_are_read_through_ml_metadata(kind):
     url = conftest.fresh_database_url(kind)
