@@ -17,6 +17,7 @@ from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from kfp_lineage import errors
 from kfp_lineage.lineage import graph as lineage_graph
+from kfp_lineage.lineage import mlmd_reader
 from kfp_lineage.lineage import reader as lineage_reader
 from kfp_lineage.mlmd import vocabulary
 
@@ -85,7 +86,7 @@ def find_artifact(store: metadata_store.MetadataStore, reference: str) -> mlmd_p
 def _refuse_empty_store(store: metadata_store.MetadataStore) -> None:
     if store.get_artifacts(list_options=metadata_store.ListOptions(limit=1)):
         return
-    if lineage_reader.MlmdReader(store).runs(1):
+    if mlmd_reader.MlmdReader(store).runs(1):
         raise errors.InvalidInputError(
             "this store's runs recorded no artifacts (only parameters): `kfp-lineage show RUN_ID` shows a run")
     raise errors.InvalidInputError("the store has no artifacts yet: run a pipeline with `kfp-lineage run` first")
@@ -103,7 +104,7 @@ def latest_run(store: metadata_store.MetadataStore) -> mlmd_pb.Context:
     Raises:
         InvalidInputError: the store has no runs.
     """
-    runs = lineage_reader.MlmdReader(store).runs(1)
+    runs = mlmd_reader.MlmdReader(store).runs(1)
     if not runs:
         raise errors.InvalidInputError("the store has no pipeline runs yet: run one with `kfp-lineage run`")
     return store.get_context_by_type_and_name(vocabulary.RUN_CONTEXT_TYPE, runs[0].run_id)
@@ -125,7 +126,7 @@ def _find_task_output(store: metadata_store.MetadataStore, reference: str) -> ml
     run_id, rest = reference.split("/", 1)
     task_path, output = rest.rsplit("/", 1)
     run = _find_run_context(store, run_id)
-    reader = lineage_reader.MlmdReader(store)
+    reader = mlmd_reader.MlmdReader(store)
     executions = reader.run_executions(run.id)
     paths = task_paths(executions)
     wanted = {task_path, _ITERATION_SEGMENT.sub(r"[\1]", task_path)}  # run's `for-loop-2/iteration-0` form too

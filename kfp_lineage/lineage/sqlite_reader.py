@@ -1,9 +1,9 @@
 """Read-only SQL on the MLMD schema of a SQLite store: the fast reader of lineage records.
 
-`SqliteReader` has the methods and the results of `lineage_reader.MlmdReader` (tests/lineage/test_queries.py checks they
+`SqliteReader` implements reader.Reader with the results of `mlmd_reader.MlmdReader` (tests/lineage checks they
 agree) and is several times faster on large walks (bench/results-queries.md). It opens the file read-only, never
-writes, and refuses a schema version it was not written for, so `lineage_reader.reader_for` falls back to
-ml-metadata calls. MySQL and PostgreSQL stores are always read through ml-metadata: this project ships no driver
+writes, and refuses a schema version it was not written for, so `reader.reader_for` falls back to ml-metadata
+calls. MySQL and PostgreSQL stores are always read through ml-metadata: this project ships no driver
 for them, and their MLMD schemas type some columns differently (booleans).
 """
 

@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 
 from kfp_lineage import errors
+from kfp_lineage.lineage import mlmd_reader
 from kfp_lineage.lineage import reader as lineage_reader
 from kfp_lineage.lineage import sqlite_reader as lineage_sql
 from kfp_lineage.lineage import queries
@@ -441,7 +442,9 @@ def test_a_parent_dag_cycle_does_not_hang_run_resolution(builder, store):
 
 def test_the_sql_reader_is_used_for_sqlite_and_refuses_unknown_schemas(tmp_path, store, sqlite_url):
     assert isinstance(lineage_reader.reader_for(store), lineage_sql.SqliteReader)
-    assert isinstance(lineage_reader.reader_for(store, sql=False), lineage_reader.MlmdReader)
+    assert isinstance(lineage_reader.reader_for(store, sql=False), mlmd_reader.MlmdReader)
+    for sql in (True, False):  # both implement every method of the interface
+        assert isinstance(lineage_reader.reader_for(store, sql), lineage_reader.Reader)
     copy = tmp_path / "copy.sqlite"
     shutil.copy(sqlite_url, copy)
     with sqlite3.connect(copy) as connection:
@@ -467,7 +470,7 @@ def test_server_stores_are_read_through_ml_metadata(kind):
     builder = Builder(store)
     source = builder.artifact("system.Dataset", "bq://t", name="source")
     run = training_run(builder, "r1", source)
-    assert isinstance(lineage_reader.reader_for(store), lineage_reader.MlmdReader)
+    assert isinstance(lineage_reader.reader_for(store), mlmd_reader.MlmdReader)
     graph = queries.trace(store, run.outputs[("train", "model")])
     assert graph.producer(run.outputs[("train", "model")]).run_id == "r1"
     assert sorted(dict(queries.impact(store, source).executions_by_run())) == ["r1"]
