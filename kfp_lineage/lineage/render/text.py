@@ -22,7 +22,7 @@ def trace_text(graph: Graph) -> str:
     version, and the evaluations and deployments that used it.
 
     Args:
-        graph: a "trace" graph from queries.trace.
+        graph: a "trace" graph from walk.trace.
 
     Returns:
         The text, without a trailing newline.
@@ -117,7 +117,7 @@ def impact_text(graph: Graph) -> str:
     read, and what it wrote; then the totals.
 
     Args:
-        graph: an "impact" graph from queries.impact.
+        graph: an "impact" graph from walk.impact.
 
     Returns:
         The text, without a trailing newline.
@@ -183,7 +183,7 @@ def run_text(graph: Graph) -> str:
     duration, parameters, and the artifacts it read and wrote.
 
     Args:
-        graph: a "run" graph from queries.describe_run.
+        graph: a "run" graph from describe.describe_run.
 
     Returns:
         The text, without a trailing newline.
@@ -219,7 +219,7 @@ def artifact_text(graph: Graph) -> str:
     every property, and the executions that read it.
 
     Args:
-        graph: an "artifact" graph from queries.describe_artifact.
+        graph: an "artifact" graph from describe.describe_artifact.
 
     Returns:
         The text, without a trailing newline.
@@ -263,7 +263,7 @@ def runs_table(runs: Sequence[lineage_graph.Run]) -> str:
     """The runs as an aligned table, one per line, under a header.
 
     Args:
-        runs: summarized runs, from queries.list_runs.
+        runs: summarized runs, from runs.list_runs.
 
     Returns:
         The table, without a trailing newline.
@@ -306,7 +306,7 @@ def _duration(seconds: Optional[float]) -> str:
 
 
 def _task_label(execution: lineage_graph.Execution) -> str:
-    if execution.path:  # set where two tasks of a run share a name (queries._name_namesakes), and in run views
+    if execution.path:  # set where two tasks of a run share a name (placement.name_namesakes), and in run views
         return execution.path
     label = execution.label
     if execution.iteration_index is not None:
