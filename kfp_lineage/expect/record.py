@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-from kfp_lineage import errors
+from kfp_lineage import errors, task_paths
 from kfp_lineage.mlmd import vocabulary
 
 INPUT, OUTPUT = vocabulary.INPUT_EVENT, vocabulary.OUTPUT_EVENT
@@ -67,15 +67,17 @@ class RecordedRun:
     tasks: Dict[str, RecordedTask]
 
     def find_task(self, path: str) -> Optional[RecordedTask]:
-        """The task at `path`, or the only task whose last path segment is `path` (`deploy-local`)."""
+        """The task at `path` (either spelling of a loop iteration), or the only task whose last path segment is
+        `path` (`deploy-local`)."""
+        path = task_paths.normalize_path(path)
         if path in self.tasks:
             return self.tasks[path]
-        matches = [t for p, t in self.tasks.items() if p.rsplit("/", 1)[-1] == path]
+        matches = [t for p, t in self.tasks.items() if task_paths.last_segment(p) == path]
         return matches[0] if len(matches) == 1 else None
 
     def closest_task(self, path: str) -> Optional[str]:
         """The recorded task path most like `path`, for "did you mean" hints."""
-        close = difflib.get_close_matches(path, list(self.tasks), n=1, cutoff=0.6)
+        close = difflib.get_close_matches(task_paths.normalize_path(path), list(self.tasks), n=1, cutoff=0.6)
         return close[0] if close else None
 
 
@@ -186,25 +188,17 @@ def _string_property(execution: mlmd_pb.Execution, name: str) -> str:
 
 
 def _task_paths(executions: Sequence[mlmd_pb.Execution]) -> Dict[int, str]:
-    """Execution id -> task path: task_name joined up the parent_dag_id chain, as the runner keys tasks. A loop
-    iteration (it has `iteration_index`, and its loop's task_name) is `iteration-<i>`, so a task in a
-    dsl.ParallelFor is `for-loop-2/iteration-0/square`. The root DAG (no parent_dag_id) gets no path."""
-    by_id = {e.id: e for e in executions}
-    paths: Dict[int, str] = {}
-    for execution in executions:
-        if vocabulary.PARENT_DAG_ID not in execution.custom_properties:
-            continue
-        parts = []
-        node: Optional[mlmd_pb.Execution] = execution
-        seen = set()
-        while node is not None and vocabulary.PARENT_DAG_ID in node.custom_properties and node.id not in seen:
-            seen.add(node.id)
-            index = node.custom_properties.get(vocabulary.ITERATION_INDEX)
-            parts.append(f"iteration-{index.int_value}" if index is not None
-                         else _string_property(node, vocabulary.TASK_NAME))
-            node = by_id.get(node.custom_properties[vocabulary.PARENT_DAG_ID].int_value)
-        paths[execution.id] = "/".join(reversed(parts))
-    return paths
+    """Execution id -> task path (kfp_lineage.task_paths): task_name joined up the parent_dag_id chain, as the runner
+    keys tasks, so a task in a dsl.ParallelFor is `for-loop-2/iteration-0/square`. The root DAG (no parent_dag_id)
+    gets no path."""
+    nodes = {
+        e.id: task_paths.TaskNode(
+            vocabulary.int_or_none(vocabulary.custom_property(e, vocabulary.PARENT_DAG_ID)),
+            str(vocabulary.custom_property(e, vocabulary.TASK_NAME, "")),
+            vocabulary.int_or_none(vocabulary.custom_property(e, vocabulary.ITERATION_INDEX)))
+        for e in executions
+    }
+    return {i: path for i, path in task_paths.paths_of(nodes).items() if nodes[i].parent_id is not None}
 
 
 def _add_events(

@@ -11,6 +11,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from kfp_lineage import errors
+from kfp_lineage import task_paths as task_paths_module
 from kfp_lineage.lineage import graph as lineage_graph
 from kfp_lineage.lineage import reader as lineage_reader
 from kfp_lineage.mlmd import vocabulary
@@ -140,34 +141,14 @@ def resolve_runs(reader: lineage_reader.Reader, graph: lineage_graph.LineageGrap
 
 
 def task_paths(executions: Iterable[lineage_graph.Execution]) -> Dict[int, str]:
-    """execution id -> task path in its run ("" for the root DAG; "condition-1/deploy"; a loop iteration DAG
-    adds `[index]` to its loop's segment: "for-loop-2[0]/train"). A parent_dag_id cycle ends the path."""
-    by_id = {e.id: e for e in executions}
-    paths: Dict[int, str] = {}
-    for execution in by_id.values():
-        chain: List[lineage_graph.Execution] = []
-        node: Optional[lineage_graph.Execution] = execution
-        while node is not None and node.id not in paths and node not in chain:
-            chain.append(node)
-            node = by_id.get(node.parent_dag_id) if node.parent_dag_id is not None else None
-        base = paths.get(node.id, "") if node is not None else None
-        for member in reversed(chain):
-            parent = by_id.get(member.parent_dag_id) if member.parent_dag_id is not None else None
-            if member.parent_dag_id is None:
-                path = ""
-            elif parent is None or base is None:
-                path = _segment(member)  # the parent is outside the run, or the chain loops
-            elif member.iteration_index is not None and member.task_name == parent.task_name:
-                path = f"{base}[{member.iteration_index}]"
-            else:
-                path = f"{base}/{_segment(member)}" if base else _segment(member)
-            paths[member.id] = path
-            base = path
-    return paths
+    """execution id -> task path in its run, in kfp_lineage.task_paths' notation ("" for the root DAG;
+    "condition-1/deploy"; "for-loop-2/iteration-0/train" inside a loop). A parent_dag_id cycle ends the path."""
+    return task_paths_module.paths_of({
+        e.id: task_paths_module.TaskNode(e.parent_dag_id, e.task_name, e.iteration_index) for e in executions})
 
 
 def name_namesakes(reader: lineage_reader.Reader, graph: lineage_graph.LineageGraph) -> None:
-    """Gives a task path (`for-loop-2[0]/train`, `inner/train`) to executions that share their task name with
+    """Gives a task path (`for-loop-2/iteration-0/train`, `inner/train`) to executions that share their task name with
     another execution of the same run in the graph, so the views can tell them apart; the rest keep their short
     name. Reads the parent DAGs of those executions only, a batch per nesting level."""
     by_name: Dict[tuple, List[lineage_graph.Execution]] = collections.defaultdict(list)
@@ -191,7 +172,3 @@ def name_namesakes(reader: lineage_reader.Reader, graph: lineage_graph.LineageGr
     for execution in namesakes:
         execution.path = paths.get(execution.id)
 
-
-def _segment(execution: lineage_graph.Execution) -> str:
-    index = execution.iteration_index
-    return execution.task_name + (f"[{index}]" if index is not None else "")

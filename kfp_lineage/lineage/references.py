@@ -4,12 +4,10 @@ say what is missing and where to look.
 
 from __future__ import annotations
 
-import re
-
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-from kfp_lineage import errors
+from kfp_lineage import errors, task_paths
 from kfp_lineage.lineage import graph as lineage_graph
 from kfp_lineage.lineage import mlmd_reader
 from kfp_lineage.lineage import placement
@@ -22,7 +20,8 @@ LATEST = "latest"  # the newest run, wherever a run id is read
 def find_artifact(store: metadata_store.MetadataStore, reference: str) -> mlmd_pb.Artifact:
     """Finds one artifact by MLMD id, by URI, or by `RUN_ID/TASK/OUTPUT` (RUN_ID may be `latest`).
 
-    TASK is a task name, or a task path inside its run (`condition-1/deploy`, `for-loop-2[0]/train`).
+    TASK is a task name, or a task path inside its run (`condition-1/deploy`, `for-loop-2/iteration-0/train`, or
+    `for-loop-2[0]/train`: kfp_lineage.task_paths reads both spellings of a loop iteration).
 
     Args:
         store: an open ml-metadata store.
@@ -95,10 +94,6 @@ def _find_run_context(store: metadata_store.MetadataStore, run_id: str) -> mlmd_
     return run
 
 
-# `<loop>/iteration-<i>` (how runs, lineage specs and `check` name a loop iteration) as `<loop>[<i>]`.
-_ITERATION_SEGMENT = re.compile(r"/iteration-(\d+)(?=/|$)")
-
-
 def _find_task_output(store: metadata_store.MetadataStore, reference: str) -> mlmd_pb.Artifact:
     run_id, rest = reference.split("/", 1)
     task_path, output = rest.rsplit("/", 1)
@@ -106,9 +101,9 @@ def _find_task_output(store: metadata_store.MetadataStore, reference: str) -> ml
     reader = mlmd_reader.MlmdReader(store)
     executions = reader.run_executions(run.id)
     paths = placement.task_paths(executions)
-    wanted = {task_path, _ITERATION_SEGMENT.sub(r"[\1]", task_path)}  # run's `for-loop-2/iteration-0` form too
-    tasks = [e for e in executions if paths.get(e.id) in wanted]
-    if not tasks and "/" not in task_path:  # a bare task name, wherever it sits in the run
+    wanted = task_paths.normalize_path(task_path)
+    tasks = [e for e in executions if paths.get(e.id) == wanted]
+    if not tasks and task_paths.SEPARATOR not in wanted:  # a bare task name, wherever it sits in the run
         tasks = [e for e in executions if not e.is_dag and e.task_name == task_path]
     if not tasks:
         raise errors.InvalidInputError(

@@ -112,22 +112,25 @@ def test_loop_iterations_are_dags_with_an_iteration_index_and_their_outputs_are_
     assert sorted(a.id for _, a in inputs) == models
     assert {graph.producer(m).run_id for m in models} == {"loop"}
     # Three tasks named train in one run: the views name them by path; a task with a name of its own keeps it.
-    assert [graph.producer(m).path for m in models] == [f"for-loop-2[{i}]/train" for i in range(3)]
+    assert [graph.producer(m).path for m in models] == [f"for-loop-2/iteration-{i}/train" for i in range(3)]
     assert pick.path is None
-    assert "task for-loop-2[1]/train" in render_text.trace_text(graph)
+    assert "task for-loop-2/iteration-1/train" in render_text.trace_text(graph)
 
     run_graph = describe.describe_run(store, "loop", sql=sql)
     paths = sorted(e.path for e in run_graph.executions.values())
-    assert paths == ["", "for-loop-2", "for-loop-2[0]", "for-loop-2[0]/train", "for-loop-2[1]",
-                     "for-loop-2[1]/train", "for-loop-2[2]", "for-loop-2[2]/train", "ingest", "pick-best"]
-    assert references.find_artifact(store, "loop/for-loop-2[1]/train/model").id == models[1]
-    # The form runs, lineage specs and `check` print names the same task.
+    assert paths == ["", "for-loop-2", "for-loop-2/iteration-0", "for-loop-2/iteration-0/train",
+                     "for-loop-2/iteration-1", "for-loop-2/iteration-1/train", "for-loop-2/iteration-2",
+                     "for-loop-2/iteration-2/train", "ingest", "pick-best"]
+    # The notation views print (the one runs and lineage specs use), and the `[i]` spelling they printed before.
     assert references.find_artifact(store, "loop/for-loop-2/iteration-1/train/model").id == models[1]
+    assert references.find_artifact(store, "loop/for-loop-2[1]/train/model").id == models[1]
     for reference, message in [
         ("loop/for-loop-2[9]/train/model", "run loop has no task 'for-loop-2[9]/train'"),
         ("loop/bogus/train/model", "run loop has no task 'bogus/train'"),  # not the bare name's fallback
         ("loop/for-loop-2[1]/model", "'for-loop-2[1]' in run loop is a pipeline or control-flow group, whose "
                                      "outputs are its tasks' outputs: name the inner task"),
+        ("loop/for-loop-2/iteration-1/model", "'for-loop-2/iteration-1' in run loop is a pipeline or control-flow "
+                                              "group"),
     ]:
         with pytest.raises(errors.InvalidInputError) as failure:
             references.find_artifact(store, reference)
