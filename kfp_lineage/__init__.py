@@ -20,11 +20,11 @@ _EXPORTS = {
     "RunResult": "kfp_lineage.engine.scheduler",
     "TaskResult": "kfp_lineage.engine.scheduler",
     # reading lineage
-    "find_artifact": "kfp_lineage.lineage.queries",
-    "trace": "kfp_lineage.lineage.queries",
-    "impact": "kfp_lineage.lineage.queries",
-    "describe": "kfp_lineage.lineage.queries",
-    "list_runs": "kfp_lineage.lineage.queries",
+    "find_artifact": "kfp_lineage.lineage.references",
+    "trace": "kfp_lineage.lineage.walk",
+    "impact": "kfp_lineage.lineage.walk",
+    "describe": "kfp_lineage.lineage.describe",
+    "list_runs": "kfp_lineage.lineage.runs",
     # expected lineage
     "load_lineage_spec": "kfp_lineage.expect.spec",
     "check_lineage": "kfp_lineage.expect.check",

@@ -9,7 +9,10 @@ import click
 
 from kfp_lineage import errors
 from kfp_lineage.lineage import graph as lineage_graph
-from kfp_lineage.lineage import queries
+from kfp_lineage.lineage import describe as lineage_describe
+from kfp_lineage.lineage import references
+from kfp_lineage.lineage import runs as lineage_runs
+from kfp_lineage.lineage import walk
 from kfp_lineage.lineage.render import graph as render_graph
 from kfp_lineage.lineage.render import html_page as render_html
 from kfp_lineage.lineage.render import text as render_text
@@ -26,7 +29,7 @@ output_option = click.option(
     "-o", "--output", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
     help="Write to FILE instead of standard output.")
 depth_option = click.option(
-    "--depth", type=click.IntRange(min=0), default=queries.DEFAULT_DEPTH, show_default=True,
+    "--depth", type=click.IntRange(min=0), default=walk.DEFAULT_DEPTH, show_default=True,
     help="How many steps to walk.")
 
 
@@ -95,7 +98,7 @@ def trace_command(artifact: str, store: Optional[str], depth: int, output_format
     output_format = _chosen_format(output_format, as_json)
     with _common.errors_to_exit_codes():
         metadata_store = _common.open_existing_store(store)
-        graph = queries.trace(metadata_store, queries.find_artifact(metadata_store, artifact), depth=depth)
+        graph = walk.trace(metadata_store, references.find_artifact(metadata_store, artifact), depth=depth)
     _emit(graph, output_format, f"trace of {_name(graph.root)}", output,
           render_text.trace_text)
 
@@ -123,7 +126,7 @@ def impact_command(artifact: str, store: Optional[str], depth: int, output_forma
     output_format = _chosen_format(output_format, as_json)
     with _common.errors_to_exit_codes():
         metadata_store = _common.open_existing_store(store)
-        graph = queries.impact(metadata_store, queries.find_artifact(metadata_store, artifact), depth=depth,
+        graph = walk.impact(metadata_store, references.find_artifact(metadata_store, artifact), depth=depth,
                                full=output_format != "text")
     _emit(graph, output_format, f"impact of {_name(graph.root)}", output, render_text.impact_text)
 
@@ -131,7 +134,7 @@ def impact_command(artifact: str, store: Optional[str], depth: int, output_forma
 @click.command("runs")
 @_common.store_option
 @click.option("--pipeline", metavar="NAME", help="Only runs of this pipeline (its pipelineInfo.name).")
-@click.option("--limit", type=click.IntRange(min=1), default=queries.DEFAULT_RUN_LIMIT, show_default=True,
+@click.option("--limit", type=click.IntRange(min=1), default=lineage_runs.DEFAULT_RUN_LIMIT, show_default=True,
               help="At most this many runs, newest first.")
 @click.option("--format", "output_format", type=click.Choice(("text", "json")), default="text", show_default=True,
               help="text: a table; json: {\"format_version\", \"runs\": [...]} (docs/lineage-json.md).")
@@ -147,7 +150,7 @@ def runs_command(store: Optional[str], pipeline: Optional[str], limit: int, outp
     """
     with _common.errors_to_exit_codes():
         metadata_store = _common.open_existing_store(store)
-        runs = queries.list_runs(metadata_store, pipeline=pipeline, limit=limit)
+        runs = lineage_runs.list_runs(metadata_store, pipeline=pipeline, limit=limit)
     if as_json or output_format == "json":
         data = {"format_version": lineage_graph.JSON_FORMAT_VERSION, "runs": [r.to_json() for r in runs]}
         click.echo(json.dumps(data, indent=2, sort_keys=True))
@@ -178,7 +181,7 @@ def show_command(reference: str, store: Optional[str], output_format: str, as_js
     output_format = _chosen_format(output_format, as_json)
     with _common.errors_to_exit_codes():
         metadata_store = _common.open_existing_store(store)
-        graph = queries.describe(metadata_store, reference)
+        graph = lineage_describe.describe(metadata_store, reference)
     if graph.view == "run":
         title, text = f"run {graph.run_id}", render_text.run_text
     else:

@@ -1,6 +1,6 @@
 """Expected lineage: comparing a recorded run with a lineage spec (`check`) and writing a spec from a run (`expect`).
 
-Specs are loaded by expectations_spec, runs read by expectations_record; this module only compares and reports.
+Specs are loaded by spec.py, runs read by record.py; this module only compares and reports.
 """
 
 from __future__ import annotations

@@ -14,14 +14,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-from kfp_lineage import digests, errors
-from kfp_lineage.mlmd import recorder
+from kfp_lineage import errors, task_paths
+from kfp_lineage.mlmd import vocabulary
 
-INPUT, OUTPUT = "INPUT", "OUTPUT"
+INPUT, OUTPUT = vocabulary.INPUT_EVENT, vocabulary.OUTPUT_EVENT
 LATEST = "latest"
-# Custom properties every artifact gets from the backend itself; not part of a component's metadata.
 # Properties the recorder adds to every artifact; not part of what a component declares.
-BOOKKEEPING_KEYS = ("display_name", "store_session_info", digests.DIGEST_PROPERTY)
+BOOKKEEPING_KEYS = vocabulary.ARTIFACT_BOOKKEEPING_PROPERTIES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,15 +67,17 @@ class RecordedRun:
     tasks: Dict[str, RecordedTask]
 
     def find_task(self, path: str) -> Optional[RecordedTask]:
-        """The task at `path`, or the only task whose last path segment is `path` (`deploy-local`)."""
+        """The task at `path` (either spelling of a loop iteration), or the only task whose last path segment is
+        `path` (`deploy-local`)."""
+        path = task_paths.normalize_path(path)
         if path in self.tasks:
             return self.tasks[path]
-        matches = [t for p, t in self.tasks.items() if p.rsplit("/", 1)[-1] == path]
+        matches = [t for p, t in self.tasks.items() if task_paths.last_segment(p) == path]
         return matches[0] if len(matches) == 1 else None
 
     def closest_task(self, path: str) -> Optional[str]:
         """The recorded task path most like `path`, for "did you mean" hints."""
-        close = difflib.get_close_matches(path, list(self.tasks), n=1, cutoff=0.6)
+        close = difflib.get_close_matches(task_paths.normalize_path(path), list(self.tasks), n=1, cutoff=0.6)
         return close[0] if close else None
 
 
@@ -98,7 +99,7 @@ def find_run(
     """
     if run_id in (None, LATEST):
         runs = _pipeline_runs(store, pipeline) if run_id is None and pipeline else store.get_contexts_by_type(
-            recorder.RUN_CONTEXT_TYPE
+            vocabulary.RUN_CONTEXT_TYPE
         )
         if not runs:
             if run_id is None and pipeline:
@@ -108,12 +109,12 @@ def find_run(
             raise errors.InvalidInputError("the store has no pipeline runs yet: run one with `kfp-lineage run`")
         run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
     else:
-        run = store.get_context_by_type_and_name(recorder.RUN_CONTEXT_TYPE, run_id)
+        run = store.get_context_by_type_and_name(vocabulary.RUN_CONTEXT_TYPE, run_id)
         if run is None:
             raise errors.InvalidInputError(
                 f"no run {run_id!r} in this store: pass a run id from `kfp-lineage run`, or `latest`"
             )
-    parents = [c for c in store.get_parent_contexts_by_context(run.id) if _is_type(store, c, recorder.PIPELINE_CONTEXT_TYPE)]
+    parents = [c for c in store.get_parent_contexts_by_context(run.id) if _is_type(store, c, vocabulary.PIPELINE_CONTEXT_TYPE)]
     name = parents[0].name if parents else ""
     if pipeline and name != pipeline:
         raise errors.InvalidInputError(
@@ -124,10 +125,10 @@ def find_run(
 
 
 def _pipeline_runs(store: metadata_store.MetadataStore, pipeline: str) -> List[mlmd_pb.Context]:
-    context = store.get_context_by_type_and_name(recorder.PIPELINE_CONTEXT_TYPE, pipeline)
+    context = store.get_context_by_type_and_name(vocabulary.PIPELINE_CONTEXT_TYPE, pipeline)
     if context is None:
         return []
-    return [c for c in store.get_children_contexts_by_context(context.id) if _is_type(store, c, recorder.RUN_CONTEXT_TYPE)]
+    return [c for c in store.get_children_contexts_by_context(context.id) if _is_type(store, c, vocabulary.RUN_CONTEXT_TYPE)]
 
 
 def _is_type(store: metadata_store.MetadataStore, context: mlmd_pb.Context, type_name: str) -> bool:
@@ -174,8 +175,8 @@ def read_run(
             path=path,
             execution_id=execution.id,
             execution_type=execution_types.get(execution.type_id, execution.type),
-            state=mlmd_pb.Execution.State.Name(execution.last_known_state),
-            display_name=_string_property(execution, "display_name"),
+            state=vocabulary.execution_state_name(execution.last_known_state),
+            display_name=_string_property(execution, vocabulary.DISPLAY_NAME),
         )
     _add_events(store, run, executions, paths, tasks)
     return RecordedRun(run_id=run.name, pipeline=pipeline_name, store=store_label, tasks=tasks)
@@ -187,24 +188,17 @@ def _string_property(execution: mlmd_pb.Execution, name: str) -> str:
 
 
 def _task_paths(executions: Sequence[mlmd_pb.Execution]) -> Dict[int, str]:
-    """Execution id -> task path: task_name joined up the parent_dag_id chain, as the runner keys tasks. A loop
-    iteration (it has `iteration_index`, and its loop's task_name) is `iteration-<i>`, so a task in a
-    dsl.ParallelFor is `for-loop-2/iteration-0/square`. The root DAG (no parent_dag_id) gets no path."""
-    by_id = {e.id: e for e in executions}
-    paths: Dict[int, str] = {}
-    for execution in executions:
-        if "parent_dag_id" not in execution.custom_properties:
-            continue
-        parts = []
-        node: Optional[mlmd_pb.Execution] = execution
-        seen = set()
-        while node is not None and "parent_dag_id" in node.custom_properties and node.id not in seen:
-            seen.add(node.id)
-            index = node.custom_properties.get("iteration_index")
-            parts.append(f"iteration-{index.int_value}" if index is not None else _string_property(node, "task_name"))
-            node = by_id.get(node.custom_properties["parent_dag_id"].int_value)
-        paths[execution.id] = "/".join(reversed(parts))
-    return paths
+    """Execution id -> task path (kfp_lineage.task_paths): task_name joined up the parent_dag_id chain, as the runner
+    keys tasks, so a task in a dsl.ParallelFor is `for-loop-2/iteration-0/square`. The root DAG (no parent_dag_id)
+    gets no path."""
+    nodes = {
+        e.id: task_paths.TaskNode(
+            vocabulary.int_or_none(vocabulary.custom_property(e, vocabulary.PARENT_DAG_ID)),
+            str(vocabulary.custom_property(e, vocabulary.TASK_NAME, "")),
+            vocabulary.int_or_none(vocabulary.custom_property(e, vocabulary.ITERATION_INDEX)))
+        for e in executions
+    }
+    return {i: path for i, path in task_paths.paths_of(nodes).items() if nodes[i].parent_id is not None}
 
 
 def _add_events(

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 
-from kfp_lineage import errors
+from kfp_lineage import errors, task_paths
 from kfp_lineage.ir import yaml_limits
 
 SCHEMA_RESOURCE = "schemas/lineage-spec.schema.json"
@@ -137,17 +137,24 @@ def parse_lineage_spec(text: str, source: str = "<string>") -> LineageSpec:
             if len(problems) > 1 else ""
         raise LineageSpecError(f"{source}:{first}{more}")
     default_extra = bool(data.get("allow_extra_events", False))
-    tasks = {}
-    for path, body in data["tasks"].items():
+    tasks: Dict[str, TaskSpec] = {}
+    for written, body in data["tasks"].items():
+        # Keys may write a loop iteration either way (`for-loop-2[0]/train`); the spec holds the one notation.
+        path = task_paths.normalize_path(written)
+        line = lines.get(("tasks", written), 0)
+        if path in tasks:
+            raise LineageSpecError(
+                f"{source}:{line}: tasks.{written}: the same task as {tasks[path].path} (line {tasks[path].line}); "
+                "merge the two entries into one")
         states = body["state"] if isinstance(body["state"], list) else [body["state"]]
         tasks[path] = TaskSpec(
             path=path,
             execution_type=body["type"],
             states=tuple(states),
-            inputs=_events(INPUT, body.get("inputs") or {}, lines, ("tasks", path, "inputs")),
-            outputs=_events(OUTPUT, body.get("outputs") or {}, lines, ("tasks", path, "outputs")),
+            inputs=_events(INPUT, body.get("inputs") or {}, lines, ("tasks", written, "inputs")),
+            outputs=_events(OUTPUT, body.get("outputs") or {}, lines, ("tasks", written, "outputs")),
             allow_extra_events=bool(body.get("allow_extra_events", default_extra)),
-            line=lines.get(("tasks", path), 0),
+            line=line,
         )
     return LineageSpec(
         pipeline=data["pipeline"],
@@ -164,7 +171,7 @@ def _events(direction: str, body: Mapping[str, Any], lines: Mapping[_Path, int],
             direction=direction,
             key=key,
             artifact_type=event["type"],
-            producer=event.get("from"),
+            producer=task_paths.normalize_producer(event["from"]) if event.get("from") else None,
             metadata=tuple(event.get("metadata") or ()),
             count=int(event.get("count", 1)),
             line=lines.get((*where, key), 0),

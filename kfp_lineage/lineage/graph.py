@@ -11,17 +11,19 @@ import datetime
 import operator
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
+from kfp_lineage.mlmd import vocabulary
+
 JSON_FORMAT_VERSION = 1
 
-# Execution types that only group other executions (DAG outputs get no OUTPUT events); Vertex AI spells them
-# differently and calls its root `system.Run`.
-DAG_EXECUTION_TYPES = frozenset({"system.DAGExecution", "system.DagExecution", "system.Run"})
-METRICS_TYPES = frozenset({"system.Metrics"})
+# Execution types that only group other executions (DAG outputs get no OUTPUT events).
+DAG_EXECUTION_TYPES = vocabulary.DAG_EXECUTION_TYPES
+METRICS_TYPES = frozenset({vocabulary.METRICS_ARTIFACT_TYPE})
 # Artifact types and properties that mean "this model was deployed here".
-ENDPOINT_TYPES = frozenset({"google.VertexEndpoint"})
-ENDPOINT_PROPERTIES = ("endpoint_uri", "resourceName")
+ENDPOINT_TYPES = frozenset({vocabulary.VERTEX_ENDPOINT_TYPE})
+ENDPOINT_PROPERTIES = (vocabulary.ENDPOINT_URI, vocabulary.VERTEX_RESOURCE_NAME)
 # Execution custom properties shown as their own JSON fields rather than under "properties".
-_EXECUTION_FIELDS = ("task_name", "display_name", "parent_dag_id", "iteration_index", "inputs", "outputs")
+_EXECUTION_FIELDS = (vocabulary.TASK_NAME, vocabulary.DISPLAY_NAME, vocabulary.PARENT_DAG_ID,
+                     vocabulary.ITERATION_INDEX, vocabulary.INPUTS, vocabulary.OUTPUTS)
 
 
 @dataclasses.dataclass(slots=True)
@@ -46,7 +48,7 @@ class Artifact:
     @property
     def is_endpoint(self) -> bool:
         """A deployment target: a Vertex endpoint, or any artifact recording an endpoint URI."""
-        return self.type in ENDPOINT_TYPES or "endpoint_uri" in self.properties
+        return self.type in ENDPOINT_TYPES or vocabulary.ENDPOINT_URI in self.properties
 
     @property
     def endpoint(self) -> str:
@@ -86,11 +88,11 @@ class Execution:
 
     @property
     def task_name(self) -> str:
-        return str(self.properties.get("task_name") or "")
+        return str(self.properties.get(vocabulary.TASK_NAME) or "")
 
     @property
     def display_name(self) -> str:
-        return str(self.properties.get("display_name") or "")
+        return str(self.properties.get(vocabulary.DISPLAY_NAME) or "")
 
     @property
     def label(self) -> str:
@@ -99,12 +101,12 @@ class Execution:
 
     @property
     def parent_dag_id(self) -> Optional[int]:
-        value = self.properties.get("parent_dag_id")
+        value = self.properties.get(vocabulary.PARENT_DAG_ID)
         return int(value) if value is not None else None
 
     @property
     def iteration_index(self) -> Optional[int]:
-        value = self.properties.get("iteration_index")
+        value = self.properties.get(vocabulary.ITERATION_INDEX)
         return int(value) if value is not None else None
 
     @property
@@ -113,12 +115,12 @@ class Execution:
 
     @property
     def parameters(self) -> Dict[str, Any]:
-        value = self.properties.get("inputs")
+        value = self.properties.get(vocabulary.INPUTS)
         return value if isinstance(value, dict) else {}
 
     @property
     def output_parameters(self) -> Dict[str, Any]:
-        value = self.properties.get("outputs")
+        value = self.properties.get(vocabulary.OUTPUTS)
         return value if isinstance(value, dict) else {}
 
     @property
@@ -302,6 +304,12 @@ def _by_key(pair: Tuple[Event, Artifact]) -> Tuple[str, str, int]:
 
 def _event_order(event: Event) -> Tuple[int, int, str]:
     return (event.execution_id, event.artifact_id, event.type)
+
+
+def artifact_name(properties: Dict[str, Any], name: Optional[str]) -> str:
+    """What people call an artifact: its custom `display_name` (KFP's output key), else Artifact.name."""
+    display = properties.get(vocabulary.DISPLAY_NAME)
+    return str(display) if display else (name or "")
 
 
 def is_model_type(type_name: str) -> bool:

@@ -1,10 +1,11 @@
-"""Batched reads of lineage records from an MLMD store, as lineage_graph nodes.
+"""Batched reads of lineage records from an MLMD store, as lineage graph nodes: the `Reader` interface and
+`reader_for`, which picks the reader for a store.
 
-Two readers with the same methods and the same results:
+Two readers implement it with the same results:
 
-- `MlmdReader` (here): plain ml-metadata calls (no filter_query), for every store.
-- `lineage_sql.SqliteReader`: read-only SQL on the MLMD schema (version 10, ml-metadata 1.14 to 1.17) of a SQLite
-  store, several times faster for large walks (bench/results-queries.md).
+- `mlmd_reader.MlmdReader`: plain ml-metadata calls (no filter_query), for every store.
+- `sqlite_reader.SqliteReader`: read-only SQL on the MLMD schema (version 10, ml-metadata 1.14 to 1.17) of a
+  SQLite store, several times faster for large walks (bench/results-queries.md).
 
 `reader_for(store)` picks the SQL reader for a SQLite store with a known schema and falls back to ml-metadata
 otherwise (MySQL, PostgreSQL, gRPC, unknown schema version).
@@ -15,268 +16,73 @@ from __future__ import annotations
 import os
 import urllib.parse
 import weakref
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
-from google.protobuf import struct_pb2
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from kfp_lineage.lineage import graph as lineage_graph
-from kfp_lineage.mlmd import recorder
-
-EVENT_TYPES = {v.number: v.name for v in mlmd_pb.Event.Type.DESCRIPTOR.values}
-EVENT_TYPE_IDS = {name: number for number, name in EVENT_TYPES.items()}
-ARTIFACT_STATES = {v.number: v.name for v in mlmd_pb.Artifact.State.DESCRIPTOR.values}
-EXECUTION_STATES = {v.number: v.name for v in mlmd_pb.Execution.State.DESCRIPTOR.values}
+from kfp_lineage.lineage import mlmd_reader, sqlite_reader
 
 Properties = Optional[Iterable[str]]  # None: every property, typed and custom; else only these custom properties
 
 
-def python_value(value: mlmd_pb.Value) -> Any:
-    """The Python value of an MLMD Value; equal to recorder.value_to_python, without a JSON round trip."""
-    kind = value.WhichOneof("value")
-    if kind == "struct_value":
-        return struct_to_python(value.struct_value)
-    if kind is None:
-        return None
-    return getattr(value, kind)
+@runtime_checkable
+class Reader(Protocol):
+    """What the lineage walks read. Every method takes a batch and costs a fixed number of store calls."""
 
-
-def _struct_to_python(struct: struct_pb2.Struct) -> Dict[str, Any]:
-    return {key: _protobuf_value(item) for key, item in struct.fields.items()}
-
-
-def _protobuf_value(value: struct_pb2.Value) -> Any:
-    kind = value.WhichOneof("kind")
-    if kind == "struct_value":
-        return _struct_to_python(value.struct_value)
-    if kind == "list_value":
-        return [_protobuf_value(item) for item in value.list_value.values]
-    if kind == "null_value" or kind is None:
-        return None
-    return getattr(value, kind)
-
-
-def struct_to_python(struct: struct_pb2.Struct) -> Any:
-    """An MLMD struct value as Python: a dict, or the list KFP stores as {"list": [...]}."""
-    return _unwrap_list(_struct_to_python(struct))
-
-
-def _unwrap_list(data: Dict[str, Any]) -> Any:
-    """KFP stores a list as the struct {"list": [...]}; recorder.value_to_python unwraps it."""
-    return data["list"] if set(data) == {"list"} else data
-
-
-def _properties_of(message: Union[mlmd_pb.Artifact, mlmd_pb.Execution], wanted: Optional[frozenset]
-                   ) -> Dict[str, Any]:
-    """Every property (custom wins over typed), or only the wanted custom properties."""
-    if wanted is not None:
-        return {k: python_value(v) for k, v in message.custom_properties.items() if k in wanted}
-    found = {k: python_value(v) for k, v in message.properties.items()}
-    found.update((k, python_value(v)) for k, v in message.custom_properties.items())
-    return found
-
-
-def wanted_properties(properties: Properties) -> Optional[frozenset]:
-    return None if properties is None else frozenset(properties)
-
-
-def artifact_name(properties: Dict[str, Any], name: Optional[str]) -> str:
-    """The custom `display_name` (KFP's output key), else Artifact.name."""
-    display = properties.get("display_name")
-    return str(display) if display else (name or "")
-
-
-class MlmdReader:
-    """Reads through the ml-metadata API: works on every store."""
-
-    kind = "ml-metadata"
-
-    def __init__(self, store: metadata_store.MetadataStore):
-        self.store = store
-        self._types: Dict[str, Dict[int, str]] = {"artifact": {}, "execution": {}}
-
-    def _type_name(self, kind: str, type_id: int, fallback: str) -> str:
-        names = self._types[kind]
-        if type_id not in names:
-            loaded = self.store.get_artifact_types() if kind == "artifact" else self.store.get_execution_types()
-            names.update({t.id: t.name for t in loaded})
-        return names.get(type_id, fallback)
-
-    def _artifact(self, artifact: mlmd_pb.Artifact, wanted: Optional[frozenset]) -> lineage_graph.Artifact:
-        properties = _properties_of(artifact, wanted)
-        name_source = properties if wanted is None or "display_name" in wanted else _properties_of(
-            artifact, frozenset({"display_name"}))
-        return lineage_graph.Artifact(
-            id=artifact.id,
-            type=self._type_name("artifact", artifact.type_id, artifact.type),
-            uri=artifact.uri,
-            name=artifact_name(name_source, artifact.name),
-            state=ARTIFACT_STATES.get(artifact.state, str(artifact.state)),
-            create_time=artifact.create_time_since_epoch,
-            properties=properties,
-        )
-
-    def _execution(self, execution: mlmd_pb.Execution, wanted: Optional[frozenset]) -> lineage_graph.Execution:
-        return lineage_graph.Execution(
-            id=execution.id,
-            type=self._type_name("execution", execution.type_id, execution.type),
-            name=execution.name,
-            state=EXECUTION_STATES.get(execution.last_known_state, str(execution.last_known_state)),
-            create_time=execution.create_time_since_epoch,
-            update_time=execution.last_update_time_since_epoch,
-            properties=_properties_of(execution, wanted),
-        )
+    kind: str  # "ml-metadata" or "sqlite"
 
     def artifacts(self, ids: Sequence[int], properties: Properties = None) -> Dict[int, lineage_graph.Artifact]:
         """id -> artifact for the ids that exist; `properties` limits which properties are read."""
-        if not ids:
-            return {}
-        wanted = wanted_properties(properties)
-        return {a.id: self._artifact(a, wanted) for a in self.store.get_artifacts_by_id(list(ids))}
 
-    def output_events(self, execution_ids: Sequence[int]) -> Tuple[List[lineage_graph.Event], Dict[int, str]]:
-        """The OUTPUT events of these executions (keys ""), and artifact id -> type name of what they wrote."""
-        events = self.events(execution_ids=execution_ids, types=("OUTPUT",), keys=False)
-        ids = sorted({e.artifact_id for e in events})
-        found = self.store.get_artifacts_by_id(ids) if ids else []
-        return events, {a.id: self._type_name("artifact", a.type_id, a.type) for a in found}
-
-    def execution_properties(self, ids: Sequence[int], names: Sequence[str]) -> Dict[int, Dict[str, Any]]:
-        """execution id -> {name: value} of these custom properties, for executions that have any."""
-        if not ids:
-            return {}
-        wanted = frozenset(names)
-        found = {e.id: _properties_of(e, wanted) for e in self.store.get_executions_by_id(list(ids))}
-        return {i: values for i, values in found.items() if values}
+    def artifacts_by_uri(self, uri: str) -> Dict[int, lineage_graph.Artifact]:
+        """id -> artifact for every artifact with this URI, with all its properties."""
 
     def artifact_properties(self, ids: Sequence[int], names: Sequence[str]) -> Dict[int, Dict[str, Any]]:
         """artifact id -> {name: value} of these custom properties, for artifacts that have any."""
-        if not ids:
-            return {}
-        wanted = frozenset(names)
-        found = {a.id: _properties_of(a, wanted) for a in self.store.get_artifacts_by_id(list(ids))}
-        return {i: values for i, values in found.items() if values}
+
+    def has_artifacts(self) -> bool:
+        """Whether the store holds any artifact."""
 
     def executions(self, ids: Sequence[int], properties: Properties = None, dags: bool = True
                    ) -> Dict[int, lineage_graph.Execution]:
         """id -> execution for the ids that exist; `properties` limits which are read; `dags=False` leaves out
-        DAG executions (lineage_graph.DAG_EXECUTION_TYPES)."""
-        if not ids:
-            return {}
-        wanted = wanted_properties(properties)
-        found = (self._execution(e, wanted) for e in self.store.get_executions_by_id(list(ids)))
-        return {e.id: e for e in found if dags or not e.is_dag}
+        DAG executions (vocabulary.DAG_EXECUTION_TYPES)."""
+
+    def execution_properties(self, ids: Sequence[int], names: Sequence[str]) -> Dict[int, Dict[str, Any]]:
+        """execution id -> {name: value} of these custom properties, for executions that have any."""
+
+    def execution_parents(self, ids: Sequence[int]) -> Dict[int, Tuple[Optional[int], str]]:
+        """id -> (parent_dag_id or None, Execution.name): enough to walk up to a root DAG."""
 
     def events(self, artifact_ids: Sequence[int] = (), execution_ids: Sequence[int] = (),
                types: Sequence[str] = (), keys: bool = True) -> List[lineage_graph.Event]:
         """Events of these artifacts, or else of these executions, optionally only of some types ("INPUT"), in no
         particular order; `keys=False` leaves every key "" (cheaper on large walks)."""
-        if artifact_ids:
-            found = self.store.get_events_by_artifact_ids(list(artifact_ids))
-        elif execution_ids:
-            found = self.store.get_events_by_execution_ids(list(execution_ids))
-        else:
-            return []
-        wanted = {EVENT_TYPE_IDS[t] for t in types}
-        return [_event(e, keys) for e in found if not wanted or e.type in wanted]
 
-    def execution_parents(self, ids: Sequence[int]) -> Dict[int, Tuple[Optional[int], str]]:
-        """id -> (parent_dag_id or None, Execution.name): enough to walk up to a root DAG."""
-        if not ids:
-            return {}
-        found = {}
-        for execution in self.store.get_executions_by_id(list(ids)):
-            parent = execution.custom_properties.get("parent_dag_id")
-            found[execution.id] = (as_int(python_value(parent)) if parent is not None else None, execution.name)
-        return found
-
-    def run_of_execution(self, execution_id: int) -> Optional[str]:
-        """The name of a system.PipelineRun context the execution is associated with (for roots not named run/...)."""
-        runs = [c.name for c in self.store.get_contexts_by_execution(execution_id)
-                if c.type == recorder.RUN_CONTEXT_TYPE]
-        return min(runs) if runs else None
-
-    def artifacts_by_uri(self, uri: str) -> Dict[int, lineage_graph.Artifact]:
-        return {a.id: self._artifact(a, None) for a in self.store.get_artifacts_by_uri(uri)}
-
-    def has_artifacts(self) -> bool:
-        return bool(self.store.get_artifacts(list_options=metadata_store.ListOptions(limit=1)))
+    def output_events(self, execution_ids: Sequence[int]) -> Tuple[List[lineage_graph.Event], Dict[int, str]]:
+        """The OUTPUT events of these executions (keys ""), and artifact id -> type name of what they wrote."""
 
     def run(self, run_id: str) -> Optional[lineage_graph.Run]:
-        context = self.store.get_context_by_type_and_name(recorder.RUN_CONTEXT_TYPE, run_id)
-        if context is None:
-            return None
-        parents = [c.name for c in self.store.get_parent_contexts_by_context(context.id)
-                   if c.type == recorder.PIPELINE_CONTEXT_TYPE]
-        return _run(context, parents[0] if parents else None)
-
-    def pipelines(self) -> List[str]:
-        return sorted(c.name for c in self.store.get_contexts_by_type(recorder.PIPELINE_CONTEXT_TYPE))
+        """The run (system.PipelineRun context) of this id with its pipeline, or None."""
 
     def runs(self, limit: int, pipeline: Optional[str] = None) -> Optional[List[lineage_graph.Run]]:
         """The newest `limit` runs, newest first; None when `pipeline` is given and unknown."""
-        if pipeline is not None:
-            parent = self.store.get_context_by_type_and_name(recorder.PIPELINE_CONTEXT_TYPE, pipeline)
-            if parent is None:
-                return None
-            children = [c for c in self.store.get_children_contexts_by_context(parent.id)
-                        if c.type == recorder.RUN_CONTEXT_TYPE]
-            return lineage_graph.sorted_runs(_run(c, pipeline) for c in children)[:limit]
-        # Newest contexts of any type, widening the window until `limit` runs are in it.
-        window = limit * 2 + 8
-        while True:
-            contexts = self.store.get_contexts(list_options=metadata_store.ListOptions(
-                limit=window, order_by=metadata_store.OrderByField.CREATE_TIME, is_asc=False))
-            found = [c for c in contexts if c.type == recorder.RUN_CONTEXT_TYPE]
-            if len(found) >= limit or len(contexts) < window:
-                break
-            window *= 4
-        runs = lineage_graph.sorted_runs(_run(c, None) for c in found)[:limit]
-        pipelines = self.pipelines_of([r.run_id for r in runs])
-        for run in runs:
-            run.pipeline = pipelines.get(run.run_id)
-        return runs
 
     def run_executions(self, context_id: int, properties: Properties = None) -> List[lineage_graph.Execution]:
-        wanted = wanted_properties(properties)
-        return [self._execution(e, wanted) for e in self.store.get_executions_by_context(context_id)]
+        """Every execution associated with the run context `context_id`."""
+
+    def run_of_execution(self, execution_id: int) -> Optional[str]:
+        """The name of a system.PipelineRun context the execution is associated with (for roots not named run/...)."""
+
+    def pipelines(self) -> List[str]:
+        """The names of every system.Pipeline context, sorted."""
 
     def pipelines_of(self, run_ids: Sequence[str]) -> Dict[str, Optional[str]]:
         """run id -> pipeline name (the run context's system.Pipeline parent)."""
-        found: Dict[str, Optional[str]] = {}
-        if len(run_ids) > 20:  # cheaper to list each pipeline's runs than to ask run by run
-            wanted = set(run_ids)
-            for pipeline in self.store.get_contexts_by_type(recorder.PIPELINE_CONTEXT_TYPE):
-                for child in self.store.get_children_contexts_by_context(pipeline.id):
-                    if child.name in wanted and child.type == recorder.RUN_CONTEXT_TYPE:
-                        found[child.name] = pipeline.name
-            return found
-        for run_id in run_ids:
-            run = self.run(run_id)
-            found[run_id] = run.pipeline if run else None
-        return found
 
 
-def _event(event: mlmd_pb.Event, keys: bool = True) -> lineage_graph.Event:
-    key = next((step.key for step in event.path.steps if step.HasField("key")), "") if keys else ""
-    return lineage_graph.Event(type=EVENT_TYPES.get(event.type, str(event.type)), artifact_id=event.artifact_id,
-                               execution_id=event.execution_id, key=key)
-
-
-def _run(context: mlmd_pb.Context, pipeline: Optional[str]) -> lineage_graph.Run:
-    return lineage_graph.Run(run_id=context.name, pipeline=pipeline, context_id=context.id,
-                             create_time=context.create_time_since_epoch)
-
-
-def as_int(value: Any) -> Optional[int]:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-Reader = Any  # MlmdReader or lineage_sql.SqliteReader: the same methods
 _READERS: "weakref.WeakKeyDictionary[metadata_store.MetadataStore, Dict[bool, Reader]]" = weakref.WeakKeyDictionary()
 
 
@@ -298,15 +104,13 @@ def reader_for(store: metadata_store.MetadataStore, sql: bool = True) -> Reader:
 
 
 def _make_reader(store: metadata_store.MetadataStore, sql: bool) -> Reader:
-    from kfp_lineage.lineage import sqlite_reader as lineage_sql  # it builds on this module
-
     path = sqlite_path(store) if sql else None
     if path:
         try:
-            return lineage_sql.SqliteReader(path)
+            return sqlite_reader.SqliteReader(path)
         except ValueError:
             pass
-    return MlmdReader(store)
+    return mlmd_reader.MlmdReader(store)
 
 
 def sqlite_path(store: metadata_store.MetadataStore) -> Optional[str]:

@@ -1,41 +1,44 @@
 """Read-only SQL on the MLMD schema of a SQLite store: the fast reader of lineage records.
 
-`SqliteReader` has the methods and the results of `lineage_reader.MlmdReader` (tests/lineage/test_queries.py checks they
+`SqliteReader` implements reader.Reader with the results of `mlmd_reader.MlmdReader` (tests/lineage checks they
 agree) and is several times faster on large walks (bench/results-queries.md). It opens the file read-only, never
-writes, and refuses a schema version it was not written for, so `lineage_reader.reader_for` falls back to
-ml-metadata calls. MySQL and PostgreSQL stores are always read through ml-metadata: this project ships no driver
+writes, and refuses a schema version it was not written for, so `reader.reader_for` falls back to ml-metadata
+calls. MySQL and PostgreSQL stores are always read through ml-metadata: this project ships no driver
 for them, and their MLMD schemas type some columns differently (booleans).
 """
 
 from __future__ import annotations
 
-import base64
 import functools
 import os
 import sqlite3
 import urllib.parse
-from typing import Any, Dict, List, Optional, Sequence, Tuple
-
-from google.protobuf import any_pb2, struct_pb2
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from kfp_lineage.lineage import graph as lineage_graph
-from kfp_lineage.mlmd import recorder
-from kfp_lineage.lineage.reader import (
-    ARTIFACT_STATES, EVENT_TYPE_IDS, EVENT_TYPES, EXECUTION_STATES, Properties, artifact_name, as_int,
-    struct_to_python, wanted_properties,
-)
+from kfp_lineage.mlmd import vocabulary
 
 # The MLMD schema versions this reader was written and tested against (ml-metadata 1.14 to 1.17).
 KNOWN_SCHEMA_VERSIONS = frozenset({10})
-_STRUCT_PREFIX = "mlmd-struct::"  # how ml-metadata stores a struct_value in the string_value column
 _CHUNK = 900  # ids per IN (...) list: under SQLite's oldest variable limit (999)
 _MMAP_BYTES = 1 << 30
 # Event(type, artifact_id, execution_id, key) from a 4-tuple without Event._make's Python-level call: a walk makes
 # tens of thousands of them.
 _EVENT = functools.partial(tuple.__new__, lineage_graph.Event)
 # An Event row's type as its name (EVENT_TYPES; the number as text when unknown), computed in SQL.
-_EVENT_TYPE_NAME = ("CASE e.type " + " ".join(f"WHEN {number} THEN '{name}'" for number, name in EVENT_TYPES.items())
+_EVENT_TYPE_NAME = ("CASE e.type " + " ".join(f"WHEN {number} THEN '{name}'"
+                                               for number, name in vocabulary.EVENT_TYPES.items())
                     + " ELSE CAST(e.type AS TEXT) END")
+_OUTPUT = vocabulary.OUTPUT_EVENT
+_DISPLAY_NAME = vocabulary.DISPLAY_NAME
+# Values as read by COALESCE(string, double, int) and by the five value columns; see vocabulary.
+_coalesced_value = vocabulary.sql_string_value
+_sql_value = vocabulary.sql_value
+Properties = Optional[Iterable[str]]  # as in reader.Properties
+
+
+def _wanted(properties: Properties) -> Optional[frozenset]:
+    return None if properties is None else frozenset(properties)
 
 
 class SqliteReader:
@@ -173,37 +176,37 @@ class SqliteReader:
     def artifacts(self, ids: Sequence[int], properties: Properties = None) -> Dict[int, lineage_graph.Artifact]:
         if not ids:
             return {}
-        wanted = wanted_properties(properties)
+        wanted = _wanted(properties)
         if wanted is None:
             rows = self._select("SELECT id, type_id, uri, state, name, create_time_since_epoch FROM Artifact "
                                 "WHERE id IN ({ids})", ids)
             props = self._properties("ArtifactProperty", "artifact_id", [r[0] for r in rows])
-            return {row[0]: self._artifact(row, artifact_name(props.get(row[0], {}), row[4]), props.get(row[0], {}))
+            return {row[0]: self._artifact(row, lineage_graph.artifact_name(props.get(row[0], {}), row[4]), props.get(row[0], {}))
                     for row in rows}
         # The name comes with the row: a string display_name, else Artifact.name. `odd` marks a display_name that
         # is not a string, which is then read in full.
         rows = self._select(
             "SELECT o.id, o.type_id, o.uri, o.state, COALESCE(NULLIF(d.string_value, ''), o.name), "
             "o.create_time_since_epoch, d.string_value, d.artifact_id IS NOT NULL AND d.string_value IS NULL "
-            "FROM Artifact o LEFT JOIN ArtifactProperty d ON d.artifact_id = o.id AND d.name = 'display_name' "
+            f"FROM Artifact o LEFT JOIN ArtifactProperty d ON d.artifact_id = o.id AND d.name = '{_DISPLAY_NAME}' "
             "AND d.is_custom_property = 1 WHERE o.id IN ({ids})", ids)
-        others = sorted(wanted - {"display_name"})
+        others = sorted(wanted - {_DISPLAY_NAME})
         props = self._custom_properties("ArtifactProperty", "artifact_id", [r[0] for r in rows], others)
         odd = [row[0] for row in rows if row[7]]
-        odd_names = self._custom_properties("ArtifactProperty", "artifact_id", odd, ["display_name"])
+        odd_names = self._custom_properties("ArtifactProperty", "artifact_id", odd, [_DISPLAY_NAME])
         found = {}
         artifact = self._artifact
-        keep_display = "display_name" in wanted
+        keep_display = _DISPLAY_NAME in wanted
         for row in rows:
             values = props.get(row[0], {})
             name = row[4]
             if row[7]:
-                display = odd_names.get(row[0], {}).get("display_name")
-                name = artifact_name({"display_name": display}, None) or row[4]  # type: ignore[arg-type]
+                display = odd_names.get(row[0], {}).get(_DISPLAY_NAME)
+                name = lineage_graph.artifact_name({_DISPLAY_NAME: display}, None) or row[4]  # type: ignore[arg-type]
                 if keep_display:
-                    values["display_name"] = display
+                    values[_DISPLAY_NAME] = display
             elif keep_display and row[6] is not None:
-                values["display_name"] = row[6]
+                values[_DISPLAY_NAME] = row[6]
             found[row[0]] = artifact(row, name, values)
         return found
 
@@ -222,9 +225,9 @@ class SqliteReader:
             return [], {}
         rows = self._select(
             "SELECT e.artifact_id, e.execution_id, a.type_id FROM Event e JOIN Artifact a ON a.id = e.artifact_id "
-            f"WHERE e.execution_id IN ({{ids}}) AND e.type = {EVENT_TYPE_IDS['OUTPUT']}", execution_ids)
+            f"WHERE e.execution_id IN ({{ids}}) AND e.type = {vocabulary.EVENT_TYPE_IDS[_OUTPUT]}", execution_ids)
         names = {t: name for t, (name, _) in self._types.items()}
-        events = [_EVENT(("OUTPUT", a, x, "")) for a, x, _ in rows]
+        events = [_EVENT((_OUTPUT, a, x, "")) for a, x, _ in rows]
         return events, {a: names[t] if t in names else self._type_name(t) for a, _, t in rows}
 
     def _artifact(self, row: tuple, name: Optional[str], properties: Dict[str, Any]) -> lineage_graph.Artifact:
@@ -232,7 +235,7 @@ class SqliteReader:
         # Positional: Artifact(id, type, uri, name, state, create_time, properties).
         return lineage_graph.Artifact(
             row[0], known[0] if known else self._type_name(row[1]), row[2] or "", name or "",
-            ARTIFACT_STATES.get(row[3] or 0) or str(row[3]), row[5] or 0, properties)
+            vocabulary.ARTIFACT_STATES.get(row[3] or 0) or str(row[3]), row[5] or 0, properties)
 
     def _custom_properties(self, table: str, column: str, ids: Sequence[int], names: Sequence[str]
                           ) -> Dict[int, Dict[str, Any]]:
@@ -264,11 +267,11 @@ class SqliteReader:
         where = "o.id IN ({ids})"
         if not dags:
             dag_types = [i for i, (name, kind) in self._types.items()
-                         if kind == 0 and name in lineage_graph.DAG_EXECUTION_TYPES]
+                         if kind == vocabulary.EXECUTION_TYPE_KIND and name in vocabulary.DAG_EXECUTION_TYPES]
             where += "".join(f" AND o.type_id != {int(i)}" for i in dag_types)
-            found = self._executions(where, ids, (), wanted_properties(properties))
+            found = self._executions(where, ids, (), _wanted(properties))
             return {i: e for i, e in found.items() if not e.is_dag}  # a DAG type registered since we looked
-        return self._executions(where, ids, (), wanted_properties(properties))
+        return self._executions(where, ids, (), _wanted(properties))
 
     def _executions(self, where: str, ids: Sequence[Any], params: Sequence[Any], wanted: Optional[frozenset]
                     ) -> Dict[int, lineage_graph.Execution]:
@@ -284,7 +287,7 @@ class SqliteReader:
             props = self._properties("ExecutionProperty", "execution_id", [r[0] for r in rows])
         else:
             props = self._summary_values("ExecutionProperty", "execution_id", rows, names, 6)
-        states = EXECUTION_STATES
+        states = vocabulary.EXECUTION_STATES
         types = self._types
         make = lineage_graph.Execution
         # Positional for speed: id, type, name, state, create_time, update_time, properties.
@@ -301,7 +304,7 @@ class SqliteReader:
             return []
         type_filter = ""
         if types:
-            type_filter = f" AND e.type IN ({','.join(str(EVENT_TYPE_IDS[t]) for t in types)})"
+            type_filter = f" AND e.type IN ({','.join(str(vocabulary.EVENT_TYPE_IDS[t]) for t in types)})"
         # Rows come shaped as Event(type name, artifact_id, execution_id, key).
         if not keys:
             rows = self._select(f"SELECT {_EVENT_TYPE_NAME}, e.artifact_id, e.execution_id, '' FROM Event e "
@@ -318,12 +321,12 @@ class SqliteReader:
     def execution_parents(self, ids: Sequence[int]) -> Dict[int, Tuple[Optional[int], str]]:
         rows = self._select(
             "SELECT e.id, e.name, COALESCE(p.int_value, p.double_value, p.string_value) FROM Execution e "
-            "LEFT JOIN ExecutionProperty p ON p.execution_id = e.id AND p.name = 'parent_dag_id' "
+            f"LEFT JOIN ExecutionProperty p ON p.execution_id = e.id AND p.name = '{vocabulary.PARENT_DAG_ID}' "
             "WHERE e.id IN ({ids})", ids)
-        return {execution_id: (as_int(parent), name or "") for execution_id, name, parent in rows}
+        return {execution_id: (vocabulary.int_or_none(parent), name or "") for execution_id, name, parent in rows}
 
     def run_of_execution(self, execution_id: int) -> Optional[str]:
-        run_type = self._type_id(recorder.RUN_CONTEXT_TYPE, 2)
+        run_type = self._type_id(vocabulary.RUN_CONTEXT_TYPE, vocabulary.CONTEXT_TYPE_KIND)
         row = self.connection.execute(
             "SELECT MIN(c.name) FROM Association a JOIN Context c ON c.id = a.context_id "
             "WHERE a.execution_id = ? AND c.type_id = ?", (execution_id, run_type)).fetchone()
@@ -337,8 +340,8 @@ class SqliteReader:
         return self.connection.execute("SELECT 1 FROM Artifact LIMIT 1").fetchone() is not None
 
     def _runs(self, where: str, params: Sequence[Any], limit: Optional[int] = None) -> List[lineage_graph.Run]:
-        run_type = self._type_id(recorder.RUN_CONTEXT_TYPE, 2)
-        pipeline_type = self._type_id(recorder.PIPELINE_CONTEXT_TYPE, 2)
+        run_type = self._type_id(vocabulary.RUN_CONTEXT_TYPE, vocabulary.CONTEXT_TYPE_KIND)
+        pipeline_type = self._type_id(vocabulary.PIPELINE_CONTEXT_TYPE, vocabulary.CONTEXT_TYPE_KIND)
         if run_type is None:
             return []
         sql = ("SELECT c.id, c.name, c.create_time_since_epoch, "
@@ -356,14 +359,14 @@ class SqliteReader:
         return found[0] if found else None
 
     def pipelines(self) -> List[str]:
-        pipeline_type = self._type_id(recorder.PIPELINE_CONTEXT_TYPE, 2)
+        pipeline_type = self._type_id(vocabulary.PIPELINE_CONTEXT_TYPE, vocabulary.CONTEXT_TYPE_KIND)
         return [r[0] for r in self.connection.execute(
             "SELECT name FROM Context WHERE type_id = ? ORDER BY name", (pipeline_type,))]
 
     def runs(self, limit: int, pipeline: Optional[str] = None) -> Optional[List[lineage_graph.Run]]:
         if pipeline is None:
             return self._runs("", (), limit)
-        pipeline_type = self._type_id(recorder.PIPELINE_CONTEXT_TYPE, 2)
+        pipeline_type = self._type_id(vocabulary.PIPELINE_CONTEXT_TYPE, vocabulary.CONTEXT_TYPE_KIND)
         row = self.connection.execute("SELECT id FROM Context WHERE type_id = ? AND name = ?",
                                       (pipeline_type, pipeline)).fetchone()
         if row is None:
@@ -373,11 +376,11 @@ class SqliteReader:
 
     def run_executions(self, context_id: int, properties: Properties = None) -> List[lineage_graph.Execution]:
         return list(self._executions("o.id IN (SELECT execution_id FROM Association WHERE context_id = ?)", (),
-                                     (context_id,), wanted_properties(properties)).values())
+                                     (context_id,), _wanted(properties)).values())
 
     def pipelines_of(self, run_ids: Sequence[str]) -> Dict[str, Optional[str]]:
-        run_type = self._type_id(recorder.RUN_CONTEXT_TYPE, 2)
-        pipeline_type = self._type_id(recorder.PIPELINE_CONTEXT_TYPE, 2)
+        run_type = self._type_id(vocabulary.RUN_CONTEXT_TYPE, vocabulary.CONTEXT_TYPE_KIND)
+        pipeline_type = self._type_id(vocabulary.PIPELINE_CONTEXT_TYPE, vocabulary.CONTEXT_TYPE_KIND)
         rows = self._select(
             "SELECT c.name, MIN(p.name) FROM Context c "
             "LEFT JOIN ParentContext pc ON pc.context_id = c.id "
@@ -385,30 +388,3 @@ class SqliteReader:
             "WHERE c.type_id = ? AND c.name IN ({ids}) GROUP BY c.name", list(run_ids),
             before=(pipeline_type, run_type))
         return {name: pipeline for name, pipeline in rows}
-
-
-def _coalesced_value(value: Any) -> Any:
-    """A COALESCE(string, double, int) property value as python_value returns it."""
-    if type(value) is str and value.startswith(_STRUCT_PREFIX):
-        struct = struct_pb2.Struct.FromString(base64.b64decode(value[len(_STRUCT_PREFIX):]))
-        return struct_to_python(struct)
-    return value
-
-
-
-def _sql_value(int_value: Any, double_value: Any, string_value: Any, proto_value: Any, bool_value: Any) -> Any:
-    """A property row's value as ml-metadata would return it, converted like python_value."""
-    if string_value is not None:
-        if string_value.startswith(_STRUCT_PREFIX):
-            struct = struct_pb2.Struct.FromString(base64.b64decode(string_value[len(_STRUCT_PREFIX):]))
-            return struct_to_python(struct)
-        return string_value
-    if double_value is not None:
-        return float(double_value)
-    if int_value is not None:
-        return int(int_value)
-    if bool_value is not None:
-        return bool(bool_value)
-    if proto_value is not None:
-        return any_pb2.Any.FromString(proto_value)
-    return None

@@ -9,8 +9,8 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from kfp_lineage import digests, errors
-from kfp_lineage.lineage import queries
-from kfp_lineage.mlmd import recorder
+from kfp_lineage.lineage import references
+from kfp_lineage.mlmd import vocabulary
 
 OK, CHANGED, MISSING, UNRECORDED, REMOTE = "ok", "changed", "missing", "no digest recorded", "remote (not checked)"
 
@@ -37,7 +37,7 @@ def verify_artifacts(artifacts: List[mlmd_pb.Artifact]) -> List[Check]:
     """Re-hashes each local artifact and compares with the digest recorded at publish."""
     checks = []
     for artifact in artifacts:
-        recorded = artifact.custom_properties.get(digests.DIGEST_PROPERTY)
+        recorded = artifact.custom_properties.get(vocabulary.CONTENT_DIGEST)
         if "://" in artifact.uri:
             checks.append(Check(artifact.id, artifact.uri, REMOTE))
             continue
@@ -56,11 +56,11 @@ def artifacts_to_verify(store: metadata_store.MetadataStore, reference: str) -> 
     Raises:
         InvalidInputError: nothing matches.
     """
-    run = store.get_context_by_type_and_name(recorder.RUN_CONTEXT_TYPE, reference)
-    if run is None and reference == "latest":
-        run = queries.latest_run(store)
+    run = store.get_context_by_type_and_name(vocabulary.RUN_CONTEXT_TYPE, reference)
+    if run is None and reference == references.LATEST:
+        run = references.latest_run(store)
     if run is None:
-        return [queries.find_artifact(store, reference)]
+        return [references.find_artifact(store, reference)]
     executions = store.get_executions_by_context(run.id)
     events = store.get_events_by_execution_ids([e.id for e in executions]) if executions else []
     produced = sorted({e.artifact_id for e in events if e.type == mlmd_pb.Event.OUTPUT})

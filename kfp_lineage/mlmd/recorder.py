@@ -6,49 +6,35 @@ Only plain ml-metadata calls: no SQL, no filter_query. The layout is documented 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import socket
 import threading
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from google.protobuf import struct_pb2
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from kfp_lineage import errors
 from kfp_lineage import redaction
+from kfp_lineage.mlmd import vocabulary
 
-PIPELINE_CONTEXT_TYPE = "system.Pipeline"
-RUN_CONTEXT_TYPE = "system.PipelineRun"
-DAG_EXECUTION_TYPE = "system.DAGExecution"
-CONTAINER_EXECUTION_TYPE = "system.ContainerExecution"
-IMPORTER_EXECUTION_TYPE = "system.ImporterExecution"
-
-# The backend's placeholders for a single-namespace, local deployment.
-LOCAL_NAMESPACE = "local"
-RUN_RESOURCE_NAME = "run-resource"
-LOCAL_STORE_SESSION_INFO = json.dumps({"Provider": "local", "Params": {}}, separators=(",", ":"))
+# Names and the value codec are vocabulary's; these re-exports keep the engine's `recorder.X` imports working
+# until it imports vocabulary itself.
+PIPELINE_CONTEXT_TYPE = vocabulary.PIPELINE_CONTEXT_TYPE
+RUN_CONTEXT_TYPE = vocabulary.RUN_CONTEXT_TYPE
+DAG_EXECUTION_TYPE = vocabulary.DAG_EXECUTION_TYPE
+CONTAINER_EXECUTION_TYPE = vocabulary.CONTAINER_EXECUTION_TYPE
+IMPORTER_EXECUTION_TYPE = vocabulary.IMPORTER_EXECUTION_TYPE
+LOCAL_NAMESPACE = vocabulary.LOCAL_NAMESPACE
+RUN_RESOURCE_NAME = vocabulary.RUN_RESOURCE_NAME
+LOCAL_STORE_SESSION_INFO = vocabulary.LOCAL_STORE_SESSION_INFO
+RUNNER_PROPERTY = vocabulary.RUNNER
+RUNNER_STATE_PROPERTY = vocabulary.RUNNER_STATE
+runner_identity = vocabulary.runner_identity
+to_mlmd_value = vocabulary.to_mlmd_value
+value_to_python = vocabulary.python_value
 
 State = mlmd_pb.Execution.State
-
-RUNNER_PROPERTY = "runner"
-RUNNER_STATE_PROPERTY = "runner_state"
-
-
-def runner_identity(pid: Optional[int] = None) -> str:
-    """`host:pid:start` of a process (start = its start time in clock ticks since boot, from /proc), which stays
-    unique when the pid is reused; `host:pid:` where /proc is unavailable."""
-    pid = os.getpid() if pid is None else pid
-    start = ""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            start = f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        pass
-    return f"{socket.gethostname()}:{pid}:{start}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,21 +96,22 @@ class Recorder:
             InvalidInputError: a run with this id is already recorded.
         """
         with self._lock:
-            pipeline_type = self._context_type_id(PIPELINE_CONTEXT_TYPE)
-            run_type = self._context_type_id(RUN_CONTEXT_TYPE)
-            if self.store.get_context_by_type_and_name(RUN_CONTEXT_TYPE, run_id) is not None:
+            pipeline_type = self._context_type_id(vocabulary.PIPELINE_CONTEXT_TYPE)
+            run_type = self._context_type_id(vocabulary.RUN_CONTEXT_TYPE)
+            if self.store.get_context_by_type_and_name(vocabulary.RUN_CONTEXT_TYPE, run_id) is not None:
                 raise errors.InvalidInputError(
                     f"run id {run_id!r} is already recorded in this store: pass a new --run-id or leave it out"
                 )
-            pipeline_context = self._get_or_create_context(pipeline_type, PIPELINE_CONTEXT_TYPE, pipeline_name, {})
+            pipeline_context = self._get_or_create_context(
+                pipeline_type, vocabulary.PIPELINE_CONTEXT_TYPE, pipeline_name, {})
             run_properties = {
-                "namespace": LOCAL_NAMESPACE,
-                "resource_name": RUN_RESOURCE_NAME,
-                "pipeline_root": run_root,
-                "store_session_info": LOCAL_STORE_SESSION_INFO,
+                vocabulary.NAMESPACE: vocabulary.LOCAL_NAMESPACE,
+                vocabulary.RESOURCE_NAME: vocabulary.RUN_RESOURCE_NAME,
+                vocabulary.PIPELINE_ROOT: run_root,
+                vocabulary.STORE_SESSION_INFO: vocabulary.LOCAL_STORE_SESSION_INFO,
                 # Who runs it, so `kfp-lineage recover` can tell a live run from one whose runner was killed.
-                RUNNER_PROPERTY: runner_identity(),
-                RUNNER_STATE_PROPERTY: "RUNNING",
+                vocabulary.RUNNER: vocabulary.runner_identity(),
+                vocabulary.RUNNER_STATE: vocabulary.RUNNER_RUNNING,
             }
             run_context = mlmd_pb.Context(type_id=run_type, name=run_id)
             set_custom_properties(run_context, run_properties)
@@ -138,7 +125,7 @@ class Recorder:
         """Marks the run context as finished by its runner (COMPLETE or FAILED)."""
         with self._lock:
             [context] = self.store.get_contexts_by_id([contexts.run.id])
-            context.custom_properties[RUNNER_STATE_PROPERTY].string_value = state
+            context.custom_properties[vocabulary.RUNNER_STATE].string_value = state
             _retry_transient(self.store.put_contexts, [context])
 
     def _get_or_create_context(
@@ -209,7 +196,7 @@ class Recorder:
         properties = dict(properties)
         events, merged = _input_events(input_artifacts)
         if merged:
-            properties["merged_input_keys"] = merged
+            properties[vocabulary.MERGED_INPUT_KEYS] = merged
         set_custom_properties(execution, properties)
         with self._lock:
             execution.type_id = self._execution_type_id(execution_type)
@@ -277,7 +264,8 @@ class Recorder:
         )
         set_custom_properties(artifact, output.metadata)
         set_custom_properties(
-            artifact, {"display_name": output.display_name, "store_session_info": LOCAL_STORE_SESSION_INFO}
+            artifact, {vocabulary.DISPLAY_NAME: output.display_name,
+                       vocabulary.STORE_SESSION_INFO: vocabulary.LOCAL_STORE_SESSION_INFO}
         )
         return artifact
 
@@ -290,7 +278,7 @@ class Recorder:
             executions = self.store.get_executions_by_context(contexts.pipeline.id)
         index: Dict[str, Tuple[int, int]] = {}
         for execution in executions:
-            fingerprint = execution.custom_properties.get("cache_fingerprint")
+            fingerprint = execution.custom_properties.get(vocabulary.CACHE_FINGERPRINT)
             if fingerprint is None or execution.last_known_state != State.COMPLETE:
                 continue
             order = (execution.create_time_since_epoch, execution.id)
@@ -312,10 +300,9 @@ class Recorder:
         for event in events:
             if event.artifact_id in artifacts and event.path.steps:
                 by_key.setdefault(event.path.steps[0].key, []).append(artifacts[event.artifact_id])
-        outputs = found[0].custom_properties.get("outputs")
         return CachedResult(
             execution_id=execution_id,
-            outputs=value_to_python(outputs) if outputs is not None else {},
+            outputs=vocabulary.custom_property(found[0], vocabulary.OUTPUTS, {}),
             artifacts=by_key,
         )
 
@@ -400,60 +387,19 @@ def _input_events(input_artifacts: Mapping[str, Sequence[int]]) -> Tuple[List[ml
     return events, merged
 
 
-def to_mlmd_value(value: Any) -> Optional[mlmd_pb.Value]:
-    """Converts a Python value as the backend converts RuntimeArtifact metadata: strings stay strings, numbers
-    become doubles, booleans ints 0/1, lists struct {"list": [...]}, dicts structs. None gives None (skipped)."""
-    if value is None:
-        return None
-    result = mlmd_pb.Value()
-    if isinstance(value, bool):
-        result.int_value = int(value)
-    elif isinstance(value, str):
-        result.string_value = value
-    elif isinstance(value, (int, float)):
-        result.double_value = float(value)
-    elif isinstance(value, (list, tuple)):
-        result.struct_value.CopyFrom(_to_struct({"list": list(value)}))
-    elif isinstance(value, dict):
-        result.struct_value.CopyFrom(_to_struct(value))
-    else:
-        result.string_value = str(value)
-    return result
-
-
-def _to_struct(value: Mapping[str, Any]) -> struct_pb2.Struct:
-    struct = struct_pb2.Struct()
-    struct.update(json.loads(json.dumps(value, default=str)))
-    return struct
-
-
 def set_custom_properties(message: Any, properties: Mapping[str, Any]) -> None:
-    """Sets each property on an Artifact/Execution/Context's custom_properties with to_mlmd_value.
+    """Sets each property on an Artifact/Execution/Context's custom_properties, redacted (no credential reaches
+    MLMD).
 
     Integers given for execution bookkeeping (parent_dag_id, iteration_index, ...) stay ints; everything else
-    follows to_mlmd_value.
+    follows vocabulary.to_mlmd_value.
     """
+    keep_int = not isinstance(message, mlmd_pb.Artifact)
     for key, value in dict(properties).items():
         value = redaction.redact(key, value)  # no credential reaches MLMD, whatever the caller passes
-        if isinstance(value, int) and not isinstance(value, bool) and not isinstance(message, mlmd_pb.Artifact):
-            message.custom_properties[key].int_value = value
-            continue
-        converted = to_mlmd_value(value)
+        converted = vocabulary.to_mlmd_value(value, keep_int=keep_int)
         if converted is not None:
             message.custom_properties[key].CopyFrom(converted)
-
-
-def value_to_python(value: mlmd_pb.Value) -> Any:
-    """The Python value of an MLMD Value (struct {"list": [...]} becomes a list)."""
-    kind = value.WhichOneof("value")
-    if kind == "struct_value":
-        from google.protobuf import json_format
-
-        data = json_format.MessageToDict(value.struct_value)
-        return data["list"] if set(data) == {"list"} else data
-    if kind is None:
-        return None
-    return getattr(value, kind)
 
 
 @dataclasses.dataclass(frozen=True)

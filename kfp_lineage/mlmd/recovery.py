@@ -15,9 +15,9 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from kfp_lineage import errors
-from kfp_lineage.mlmd import recorder
+from kfp_lineage.mlmd import vocabulary
 
-FAILURE_REASON_PROPERTY = "failure_reason"
+FAILURE_REASON_PROPERTY = vocabulary.FAILURE_REASON
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,27 +30,26 @@ class RecoveredRun:
 
 
 def _runner_is_dead(runner: str) -> bool:
-    host, _, rest = runner.partition(":")
-    pid_text, _, start = rest.partition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
+    host, pid = vocabulary.parse_runner(runner)
+    if host != socket.gethostname() or pid is None:
         return False  # another machine's runner: we cannot tell, so we leave it alone
-    return recorder.runner_identity(int(pid_text)) != runner
+    return vocabulary.runner_identity(pid) != runner
+
+
+def _runner_state(run: mlmd_pb.Context) -> Optional[str]:
+    return vocabulary.custom_property(run, vocabulary.RUNNER_STATE)
+
+
+def _runner(run: mlmd_pb.Context) -> str:
+    return str(vocabulary.custom_property(run, vocabulary.RUNNER, ""))
 
 
 def find_dead_runs(store: metadata_store.MetadataStore,
                    runs: Optional[List[mlmd_pb.Context]] = None) -> List[mlmd_pb.Context]:
     """Run contexts whose runner state is RUNNING and whose runner process on this host no longer exists."""
-    candidates = runs if runs is not None else store.get_contexts_by_type(recorder.RUN_CONTEXT_TYPE)
-    dead = []
-    for context in candidates:
-        props = context.custom_properties
-        if props.get(recorder.RUNNER_STATE_PROPERTY) is None or (
-            props[recorder.RUNNER_STATE_PROPERTY].string_value != "RUNNING"
-        ):
-            continue
-        if _runner_is_dead(props[recorder.RUNNER_PROPERTY].string_value):
-            dead.append(context)
-    return dead
+    candidates = runs if runs is not None else store.get_contexts_by_type(vocabulary.RUN_CONTEXT_TYPE)
+    return [context for context in candidates
+            if _runner_state(context) == vocabulary.RUNNER_RUNNING and _runner_is_dead(_runner(context))]
 
 
 def close_run(store: metadata_store.MetadataStore, run: mlmd_pb.Context, reason: str) -> RecoveredRun:
@@ -62,12 +61,12 @@ def close_run(store: metadata_store.MetadataStore, run: mlmd_pb.Context, reason:
                   if e.last_known_state in (mlmd_pb.Execution.RUNNING, mlmd_pb.Execution.NEW)]
     for execution in executions:
         execution.last_known_state = mlmd_pb.Execution.FAILED
-        execution.custom_properties[FAILURE_REASON_PROPERTY].string_value = reason
+        execution.custom_properties[vocabulary.FAILURE_REASON].string_value = reason
     if executions:
         store.put_executions(executions)
-    run.custom_properties[recorder.RUNNER_STATE_PROPERTY].string_value = "FAILED"
+    run.custom_properties[vocabulary.RUNNER_STATE].string_value = vocabulary.RUNNER_FAILED
     store.put_contexts([run])
-    return RecoveredRun(run.name, run.custom_properties[recorder.RUNNER_PROPERTY].string_value, len(executions))
+    return RecoveredRun(run.name, _runner(run), len(executions))
 
 
 def recover(store: metadata_store.MetadataStore, run_id: Optional[str] = None,
@@ -78,12 +77,11 @@ def recover(store: metadata_store.MetadataStore, run_id: Optional[str] = None,
         InvalidInputError: `run_id` does not exist, or its runner is still alive (or on another host).
     """
     if run_id is not None:
-        run = store.get_context_by_type_and_name(recorder.RUN_CONTEXT_TYPE, run_id)
+        run = store.get_context_by_type_and_name(vocabulary.RUN_CONTEXT_TYPE, run_id)
         if run is None:
             raise errors.InvalidInputError(f"no run {run_id!r} in this store")
         if not find_dead_runs(store, [run]):
-            state = run.custom_properties[recorder.RUNNER_STATE_PROPERTY].string_value if (
-                recorder.RUNNER_STATE_PROPERTY in run.custom_properties) else "unknown"
+            state = _runner_state(run) or "unknown"
             raise errors.InvalidInputError(
                 f"run {run_id!r} is not a dead run on this host (runner state {state}); nothing to recover"
             )
@@ -93,7 +91,6 @@ def recover(store: metadata_store.MetadataStore, run_id: Optional[str] = None,
     else:
         candidates = find_dead_runs(store)
     return [
-        close_run(store, run, f"the runner ({run.custom_properties[recorder.RUNNER_PROPERTY].string_value}) "
-                              "stopped without finishing the run")
+        close_run(store, run, f"the runner ({_runner(run)}) stopped without finishing the run")
         for run in candidates
     ]

@@ -4,6 +4,7 @@ The broken stores are real: runs of mutated pipelines (tests/fixtures/broken_pip
 good store damaged with SQL (MLMD has no API to delete an event; the product itself never writes SQL).
 """
 
+import re
 import shutil
 import sqlite3
 from typing import List
@@ -15,6 +16,7 @@ from kfp.dsl import Dataset, Input, Output
 
 from kfp_lineage import cli, errors
 from kfp_lineage.expect import check as expectations
+from kfp_lineage.expect import pytest_plugin
 from kfp_lineage.expect import record as expectations_record
 from kfp_lineage.expect import spec as expectations_spec
 from kfp_lineage.engine import run as run_module
@@ -389,3 +391,12 @@ def test_loop_iterations_are_keyed_as_the_runner_keys_them_and_collected_inputs_
     assert (difference.task, difference.kind, difference.detail) == (
         "join-all", E.UNEXPECTED_EVENT, "INPUT datasets is recorded twice, expected once"
     )
+
+    # A loop iteration written `for-loop-2[1]` (the spelling views printed before) names the same task.
+    bracketed = re.sub(r"for-loop-2/iteration-(\d)", r"for-loop-2[\1]", text)
+    assert "  for-loop-2[1]/write-one:\n" in bracketed
+    assert expectations.check_lineage(store, expectations_spec.parse_lineage_spec(bracketed)).ok
+    assert recorded.find_task("for-loop-2[1]/write-one") is recorded.tasks["for-loop-2/iteration-1/write-one"]
+    assert recorded.closest_task("for-loop-2[1]/write-on") == "for-loop-2/iteration-1/write-one"
+    lineage = pytest_plugin.LineageAssertion(recorded)
+    lineage.task("join-all").consumed("for-loop-2[0]/write-one.data").consumed("for-loop-2/iteration-1/write-one.data")

@@ -55,6 +55,23 @@ def test_state_lists_counts_and_extra_flags():
     assert not spec.tasks["b"].allow_extra_events
 
 
+def test_a_loop_iteration_may_be_written_either_way_and_loads_in_the_one_notation():
+    spec = expectations_spec.parse_lineage_spec(
+        "pipeline: p\ntasks:\n"
+        "  for-loop-2[0]/train:\n    type: system.ContainerExecution\n    state: COMPLETE\n"
+        "  for-loop-2/iteration-1/train:\n    type: system.ContainerExecution\n    state: COMPLETE\n"
+        "  pick:\n    type: system.ContainerExecution\n    state: COMPLETE\n    inputs:\n"
+        "      first: {type: system.Model, from: 'for-loop-2[0]/train.model'}\n"  # quoted: [ ends a YAML flow scalar
+        "      second: {type: system.Model, from: for-loop-2/iteration-1/train.model}\n"
+    )
+    assert list(spec.tasks) == ["for-loop-2/iteration-0/train", "for-loop-2/iteration-1/train", "pick"]
+    assert [(t.path, t.line) for t in spec.tasks.values()] == [
+        ("for-loop-2/iteration-0/train", 3), ("for-loop-2/iteration-1/train", 6), ("pick", 9)]
+    inputs = spec.tasks["pick"].inputs
+    assert [(e.producer, e.line) for e in inputs.values()] == [
+        ("for-loop-2/iteration-0/train.model", 13), ("for-loop-2/iteration-1/train.model", 14)]
+
+
 def test_anchors_and_merge_keys_work():
     spec = expectations_spec.parse_lineage_spec(
         "pipeline: p\ntasks:\n  a: &container\n    type: system.ContainerExecution\n    state: COMPLETE\n"
@@ -144,6 +161,14 @@ def test_dump_reads_back_to_the_same_spec():
          "by '/', in lower case, digits and '-', e.g. condition-1/condition-branches-2/condition-3/deploy-local"),
         (TASK + "  train:\n    type: system.ContainerExecution\n    state: FAILED\n",
          "x.lineage.yaml:6: tasks.train: duplicate key (first on line 3); merge the two entries into one"),
+        ("pipeline: mini\ntasks:\n  for-loop-2/iteration-0/train: {type: system.ContainerExecution, state: COMPLETE}\n"
+         "  for-loop-2[0]/train: {type: system.ContainerExecution, state: FAILED}\n",
+         "x.lineage.yaml:4: tasks.for-loop-2[0]/train: the same task as for-loop-2/iteration-0/train (line 3); "
+         "merge the two entries into one"),
+        (TASK.replace("  train:", "  for-loop-2[x]/train:"),
+         "x.lineage.yaml:3: tasks.for-loop-2[x]/train: 'for-loop-2[x]/train' is not a task path; a task path is task "
+         "names joined by '/', in lower case, digits and '-', e.g. condition-1/condition-branches-2/condition-3/"
+         "deploy-local"),
         ("pipeline: mini\ntasks:\n  1: {type: system.ContainerExecution, state: COMPLETE}\n",
          'x.lineage.yaml:3: tasks.1: a key must be a string; quote it: "1"'),
         ("pipeline: mini\ntasks: {}\n",

@@ -10,6 +10,7 @@ from typing import Any, Dict, List
 
 from kfp_lineage.lineage import graph as lineage_graph
 from kfp_lineage.lineage.render import graph as render_graph
+from kfp_lineage.mlmd import vocabulary
 
 CYTOSCAPE_VERSION = "3.34.4"
 CYTOSCAPE_SHA256 = "081591ab735b2b6a3b31a3c60f8f3a3e2fee8c92939e0c7820ad1208571b6cd8"
@@ -95,7 +96,7 @@ def _details(graph: lineage_graph.LineageGraph) -> Dict[str, tuple]:
         rows += [[f"param {key}", _text(value)] for key, value in sorted(execution.parameters.items())]
         rows += [[f"returns {key}", _text(value)] for key, value in sorted(execution.output_parameters.items())]
         rows += [[key, _text(value)] for key, value in sorted(execution.properties.items())
-                 if key not in ("inputs", "outputs", "task_name")]
+                 if key not in (vocabulary.INPUTS, vocabulary.OUTPUTS, vocabulary.TASK_NAME)]
         found[f"e{execution.id}"] = (execution.label, f"execution · {execution.type} · {execution.state}", rows)
     return found
 

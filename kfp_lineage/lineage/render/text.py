@@ -6,11 +6,12 @@ import json
 from typing import Any, Dict, List, Optional, Sequence
 
 from kfp_lineage.lineage import graph as lineage_graph
+from kfp_lineage.mlmd import vocabulary
 
 # Properties KFP writes for its own bookkeeping, left out of one-line summaries.
-_BOOKKEEPING = frozenset({"display_name", "store_session_info"})
+_BOOKKEEPING = frozenset({vocabulary.DISPLAY_NAME, vocabulary.STORE_SESSION_INFO})
 _SUMMARY_KEYS = ("rows", "framework")
-_METRICS_TYPES = frozenset({"system.Metrics"})
+_METRICS_TYPES = lineage_graph.METRICS_TYPES
 MAX_CONSUMER_LINES = 10  # trace: evaluations, deployments and other uses shown before "... N more"
 
 Graph = lineage_graph.LineageGraph
@@ -21,7 +22,7 @@ def trace_text(graph: Graph) -> str:
     version, and the evaluations and deployments that used it.
 
     Args:
-        graph: a "trace" graph from queries.trace.
+        graph: a "trace" graph from walk.trace.
 
     Returns:
         The text, without a trailing newline.
@@ -95,10 +96,10 @@ def _consumer_lines(graph: Graph, root: lineage_graph.Artifact) -> List[str]:
                 lines.append(f"  metrics: {_metric_values(artifact)}  ({where})")
                 shown = True
             elif artifact.is_endpoint:
-                when = artifact.properties.get("deployed_at")
+                when = artifact.properties.get(vocabulary.DEPLOYED_AT)
                 lines.append(f"  deployed_to: {artifact.endpoint}  ({where}{', ' + str(when) if when else ''})")
-                if artifact.properties.get("deployed_by"):
-                    lines.append(f"  deployed_by: {artifact.properties['deployed_by']}")
+                if artifact.properties.get(vocabulary.DEPLOYED_BY):
+                    lines.append(f"  deployed_by: {artifact.properties[vocabulary.DEPLOYED_BY]}")
                 shown = True
         if not shown:
             made = ", ".join(f"{a.name or a.type}" for a in outputs)
@@ -116,7 +117,7 @@ def impact_text(graph: Graph) -> str:
     read, and what it wrote; then the totals.
 
     Args:
-        graph: an "impact" graph from queries.impact.
+        graph: an "impact" graph from walk.impact.
 
     Returns:
         The text, without a trailing newline.
@@ -139,8 +140,9 @@ def impact_text(graph: Graph) -> str:
             tasks += 1
             read = ", ".join(dict.fromkeys(event.key for event, _ in graph.inputs(execution.id)))
             state = execution.state
-            if execution.state == "CACHED" and execution.properties.get("cached_execution_id"):
-                state += f" (re-used execution {execution.properties['cached_execution_id']})"
+            reused = execution.properties.get(vocabulary.CACHED_EXECUTION_ID)
+            if execution.state == "CACHED" and reused:
+                state += f" (re-used execution {reused})"
             outputs = [artifact for _, artifact in graph.outputs(execution.id)]
             others = sum(1 for a in outputs if not a.details)
             more = f"  (+{_count(others, 'other output')})" if others else ""
@@ -181,7 +183,7 @@ def run_text(graph: Graph) -> str:
     duration, parameters, and the artifacts it read and wrote.
 
     Args:
-        graph: a "run" graph from queries.describe_run.
+        graph: a "run" graph from describe.describe_run.
 
     Returns:
         The text, without a trailing newline.
@@ -217,7 +219,7 @@ def artifact_text(graph: Graph) -> str:
     every property, and the executions that read it.
 
     Args:
-        graph: an "artifact" graph from queries.describe_artifact.
+        graph: an "artifact" graph from describe.describe_artifact.
 
     Returns:
         The text, without a trailing newline.
@@ -261,7 +263,7 @@ def runs_table(runs: Sequence[lineage_graph.Run]) -> str:
     """The runs as an aligned table, one per line, under a header.
 
     Args:
-        runs: summarized runs, from queries.list_runs.
+        runs: summarized runs, from runs.list_runs.
 
     Returns:
         The table, without a trailing newline.
@@ -304,7 +306,7 @@ def _duration(seconds: Optional[float]) -> str:
 
 
 def _task_label(execution: lineage_graph.Execution) -> str:
-    if execution.path:  # set where two tasks of a run share a name (queries._name_namesakes), and in run views
+    if execution.path:  # set where two tasks of a run share a name (placement.name_namesakes), and in run views
         return execution.path
     label = execution.label
     if execution.iteration_index is not None:

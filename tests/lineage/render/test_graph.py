@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from kfp_lineage.lineage import queries
+from kfp_lineage.lineage import describe
+from kfp_lineage.lineage import walk
 from kfp_lineage.lineage.render import graph as render_graph
 from tests import conftest
 from tests.lineage_stores import CACHED, Builder, training_run
@@ -31,10 +32,10 @@ def graphs(store):
     odd = builder.run('run "odd" <1>')
     odd.task(HOSTILE, {HOSTILE: model}, {"out": ("system.Artifact", {})}, state=CACHED)
     return {
-        "trace": queries.trace(store, model),
-        "impact": queries.impact(store, source, full=True),
-        "run": queries.describe_run(store, "r1"),
-        "artifact": queries.describe_artifact(store, model),
+        "trace": walk.trace(store, model),
+        "impact": walk.impact(store, source, full=True),
+        "run": describe.describe_run(store, "r1"),
+        "artifact": describe.describe_artifact(store, model),
     }
 
 

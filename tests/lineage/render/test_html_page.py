@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from kfp_lineage.lineage import queries
+from kfp_lineage.lineage import walk
 from kfp_lineage.lineage.render import graph as render_graph
 from kfp_lineage.lineage.render import html_page as render_html
 from tests import conftest
@@ -30,7 +30,7 @@ def trace_graph(sqlite_url):
     source = builder.artifact("system.Dataset", "bq://project.data.events", {"query": "SELECT <1> & 'x'"},
                               name="</script><script>alert(1)</script>")
     run = training_run(builder, "r1", source)
-    return queries.trace(store, run.outputs[("train", "model")])
+    return walk.trace(store, run.outputs[("train", "model")])
 
 
 def chromium_or_skip() -> str:

@@ -3,7 +3,9 @@ overwriting the times ml-metadata recorded."""
 
 import pytest
 
-from kfp_lineage.lineage import queries
+from kfp_lineage.lineage import describe
+from kfp_lineage.lineage import runs as lineage_runs
+from kfp_lineage.lineage import walk
 from kfp_lineage.lineage.render import text as render_text
 from tests import conftest
 from tests.lineage_stores import CACHED, FAILED, Builder, training_run
@@ -43,7 +45,7 @@ def freeze(graph_or_runs):
 
 def test_trace_text(store, two_runs):
     _, _, first, _ = two_runs
-    text = render_text.trace_text(queries.trace(store, first.outputs[("train", "model")]))
+    text = render_text.trace_text(walk.trace(store, first.outputs[("train", "model")]))
     assert text == "\n".join([
         "model  system.Model  /root/training/r1/train/2/model  sha256:9940075c6f63  framework=scikit-learn   "
         "(run r1, task train)",
@@ -68,13 +70,13 @@ def test_trace_text_marks_other_runs_repeats_and_the_depth_limit(store, two_runs
     _, joined = later.task("join", {"left": source, "right": first.outputs[("ingest", "train")]},
                            {"out": ("system.Dataset", {})})
 
-    lines = render_text.trace_text(queries.trace(store, model)).splitlines()
+    lines = render_text.trace_text(walk.trace(store, model)).splitlines()
     assert lines[-3:] == [
         "  deployed_by: https://ci.example/build/7",
         "  metrics: accuracy=0.5  (task evaluate, run r3)",
         "  used_by: task compare, run r3, as a -> report",
     ]
-    joined_lines = render_text.trace_text(queries.trace(store, joined["out"])).splitlines()
+    joined_lines = render_text.trace_text(walk.trace(store, joined["out"])).splitlines()
     assert joined_lines[1:] == [
         "  left: source  system.Dataset  bq://project.data.events",
         "    sourced_from: SELECT * FROM events",
@@ -82,13 +84,13 @@ def test_trace_text_marks_other_runs_repeats_and_the_depth_limit(store, two_runs
         "(run r1, task ingest)",
         "    source: source  system.Dataset  bq://project.data.events  (artifact 1, shown above)",
     ]
-    shallow = render_text.trace_text(queries.trace(store, model, depth=0)).splitlines()
+    shallow = render_text.trace_text(walk.trace(store, model, depth=0)).splitlines()
     assert shallow[1] == f"  ... (depth limit reached: trace artifact {model} to go further)"
 
 
 def test_impact_text(store, two_runs):
     _, source, first, _ = two_runs
-    text = render_text.impact_text(queries.impact(store, source))
+    text = render_text.impact_text(walk.impact(store, source))
     assert text == "\n".join([
         "impact of source  system.Dataset  bq://project.data.events",
         "run r1  (pipeline training)",
@@ -106,7 +108,7 @@ def test_impact_text(store, two_runs):
         "  evaluate  COMPLETE  reads model, test_data  (+1 other output)",
         "downstream: 2 runs, 7 tasks, 9 artifacts (2 models, 1 endpoint)",
     ])
-    full = render_text.impact_text(queries.impact(store, source, full=True)).splitlines()
+    full = render_text.impact_text(walk.impact(store, source, full=True)).splitlines()
     assert full[2:5] == [
         "  ingest  COMPLETE  reads source",
         "    test  system.Dataset  /root/training/r1/ingest/0/test  rows=143",
@@ -122,7 +124,7 @@ def test_impact_text_of_cache_hits_failures_and_the_depth_limit(store, two_runs)
     later.task("train", {"train_data": dataset}, {"model": first.outputs[("train", "model")]}, state=CACHED,
                cached_execution_id=str(first.executions["train"]))
     later.task("profile", {"data": dataset}, state=FAILED)
-    lines = render_text.impact_text(queries.impact(store, dataset)).splitlines()
+    lines = render_text.impact_text(walk.impact(store, dataset)).splitlines()
     assert lines[-5:] == [
         "run r3  (pipeline training)",
         f"  train  CACHED (re-used execution {first.executions['train']})  reads train_data",
@@ -130,15 +132,15 @@ def test_impact_text_of_cache_hits_failures_and_the_depth_limit(store, two_runs)
         "  profile  FAILED  reads data",
         "downstream: 2 runs, 5 tasks, 3 artifacts (1 model, 1 endpoint)",
     ]
-    assert render_text.impact_text(queries.impact(store, source, depth=1)).splitlines()[-1] == (
+    assert render_text.impact_text(walk.impact(store, source, depth=1)).splitlines()[-1] == (
         "... depth limit reached at 4 artifacts that other tasks read: raise --depth to go further")
-    unused = render_text.impact_text(queries.impact(store, first.outputs[("evaluate", "metrics")])).splitlines()
+    unused = render_text.impact_text(walk.impact(store, first.outputs[("evaluate", "metrics")])).splitlines()
     assert unused[1:] == ["nothing read this artifact",
                           "downstream: 0 runs, 0 tasks, 0 artifacts (0 models, 0 endpoints)"]
 
 
 def test_run_text(store, two_runs):
-    text = render_text.run_text(freeze(queries.describe_run(store, "r2")))
+    text = render_text.run_text(freeze(describe.describe_run(store, "r2")))
     assert text == "\n".join([
         "run r2  pipeline training  COMPLETE  started 2026-11-26T05:56:43Z  took 4.4 s  "
         "tasks: 1 canceled, 3 complete",
@@ -166,7 +168,7 @@ def test_run_text(store, two_runs):
 
 def test_artifact_text(store, two_runs):
     _, _, first, _ = two_runs
-    text = render_text.artifact_text(freeze(queries.describe_artifact(store, first.outputs[("train", "model")])))
+    text = render_text.artifact_text(freeze(describe.describe_artifact(store, first.outputs[("train", "model")])))
     assert text == "\n".join([
         "artifact 4: model  system.Model  LIVE",
         "  uri: /root/training/r1/train/2/model",
@@ -184,7 +186,7 @@ def test_artifact_text(store, two_runs):
 
 
 def test_runs_table(store, two_runs):
-    text = render_text.runs_table(freeze(queries.list_runs(store)))
+    text = render_text.runs_table(freeze(lineage_runs.list_runs(store)))
     assert text == "\n".join([
         "RUN  PIPELINE  STATE     STARTED               DURATION  TASKS",
         "r2   training  COMPLETE  2026-11-26T05:56:43Z  4.4 s     1 canceled, 3 complete",
