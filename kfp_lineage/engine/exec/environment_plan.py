@@ -29,6 +29,13 @@ DEFAULT_MODE = "auto"
 CURRENT = "current"
 ISOLATED = "isolated"
 
+# pip options that change nothing about what an environment holds (the rest are named in a notice when ignored).
+_HARMLESS_PIP_OPTIONS = {
+    "-q", "--quiet", "-v", "--verbose", "--no-warn-script-location", "-U", "--upgrade", "--user", "--no-cache-dir",
+    "--disable-pip-version-check", "--force-reinstall", "--ignore-installed", "-I", "--prefer-binary",
+    "--break-system-packages", "--no-color", "--progress-bar", "--root-user-action", "--no-input",
+}
+
 InterpreterFinder = Callable[[str], Optional[interpreters.Interpreter]]
 
 
@@ -122,7 +129,8 @@ def plan_environments(tasks: Iterable[TaskRequest], mode: str = DEFAULT_MODE,
     Args:
         tasks: the run's tasks (tasks_of_pipeline).
         mode: auto, isolated or current.
-        find_interpreter: X.Y -> an interpreter or None (default interpreters.find_interpreter, which does not ask uv).
+        find_interpreter: X.Y -> an interpreter or None (default interpreters.find_interpreter: PATH, pyenv, uv's
+            Python directory; no process started).
         platform: for the environments' digests (default: this machine's).
 
     Returns:
@@ -165,8 +173,8 @@ def plan_environments(tasks: Iterable[TaskRequest], mode: str = DEFAULT_MODE,
             interpreter = looked_up[asked] or runner
         unmet = _unmet_requirements(prefix)
         if mode == "auto" and interpreter == runner and not unmet:
-            decisions[executor] = Decision(executor, labels, CURRENT, "the runner's environment meets every requirement",
-                                           runner.version)
+            decisions[executor] = Decision(executor, labels, CURRENT,
+                                           "the runner's environment meets every requirement", runner.version)
             continue
         if interpreter != runner:
             reason = f"image {first.image!r} asks for Python {asked}"
@@ -174,6 +182,11 @@ def plan_environments(tasks: Iterable[TaskRequest], mode: str = DEFAULT_MODE,
             reason = f"needs {unmet[0]}" + (f" and {len(unmet) - 1} more" if len(unmet) > 1 else "")
         else:
             reason = "--task-env isolated"
+        ignored = [option for install in prefix.installs for option in install.other_options
+                   if option.split()[0] not in _HARMLESS_PIP_OPTIONS]
+        if ignored:
+            notices.append(f"task {first.label!r}: pip option{'s' if len(ignored) > 1 else ''} {', '.join(ignored)} "
+                           "cannot apply outside its image; ignored in its environment")
         spec = environment_spec.spec_for_prefix(prefix, interpreter, platform)
         decisions[executor] = Decision(executor, labels, ISOLATED, reason, interpreter.version, spec)
     return EnvironmentPlan(mode=mode, decisions=decisions, notices=tuple(notices))

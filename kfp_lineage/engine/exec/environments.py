@@ -153,7 +153,12 @@ class EnvironmentCache:
         found = self.lookup(spec.digest)
         if found is not None:
             return found
-        os.makedirs(self.root, exist_ok=True)
+        try:
+            os.makedirs(os.path.join(self.root, ".locks"), exist_ok=True)
+        except OSError as e:
+            raise EnvironmentBuildError(
+                f"cannot write the task environment cache {self.root} ({e.strerror}): give a writable directory "
+                f"with --env-cache DIR or {CACHE_ENV_VAR}") from e
         _write_cachedir_tag(self.root)
         with self._locked(spec.digest):
             found = self.lookup(spec.digest)  # another process built it while this one waited
@@ -236,7 +241,8 @@ class EnvironmentCache:
                     f"task {label!r}: {spec.interpreter} is Python {full_version}, not {spec.python_version}")
             for install in spec.installs:
                 if install.requirements:
-                    uv_installer.install_into(uv_bin, python_path, install, spec.python_version, label, uv_env, self.root)
+                    uv_installer.install_into(uv_bin, python_path, install, spec.python_version, label, uv_env,
+                                              self.root)
             frozen = uv_installer.run_uv([uv_bin, "pip", "freeze", "--python", python_path], uv_env, self.root,
                              lambda detail: f"task {label!r}: cannot list its environment's packages: {detail}")
             now = _format_time(_now())
@@ -254,8 +260,9 @@ class EnvironmentCache:
             shutil.rmtree(work, ignore_errors=True)
 
     def _digests(self) -> List[str]:
+        name_pattern = re.compile(rf"[0-9a-f]{{{environment_spec.DIGEST_LENGTH}}}")
         return sorted(name for name in _list_dir(self.root)
-                      if re.fullmatch(rf"[0-9a-f]{{{environment_spec.DIGEST_LENGTH}}}", name) and os.path.isdir(self.path_of(name)))
+                      if name_pattern.fullmatch(name) and os.path.isdir(self.path_of(name)))
 
     def _discard(self, path: str) -> None:
         """Moves a directory out of the way in one rename, then deletes it: nobody sees it half-deleted."""
@@ -374,7 +381,8 @@ def _read_manifest(path: str) -> Optional[dict]:
             manifest = json.load(handle)
     except (OSError, ValueError):
         return None
-    return manifest if isinstance(manifest, dict) and "packages" in manifest and "python" in manifest else None
+    complete = isinstance(manifest, dict) and all(key in manifest for key in ("packages", "python", "created"))
+    return manifest if complete else None
 
 
 def _write_json_atomically(path: str, data: dict) -> None:

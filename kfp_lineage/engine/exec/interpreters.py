@@ -1,8 +1,9 @@
 """Finding a Python interpreter of a given version on this machine, for the environment of a task whose image
 asks for that version.
 
-Looks, in order, on PATH (`python3.12`), in pyenv (`$PYENV_ROOT/versions/3.12.*`) and among uv-managed Pythons
-(`uv python find --managed-python`); never downloads one. Finding on PATH and in pyenv starts no process.
+Looks, in order, on PATH (`python3.12`), in pyenv (`$PYENV_ROOT/versions/3.12.*`) and among uv-managed Pythons (uv's
+Python directory; `uv python find --managed-python` when given a uv); never downloads one. Only asking uv starts a
+process.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def find_interpreter(version: str, environ: Optional[Mapping[str, str]] = None,
     Args:
         version: `X.Y`.
         environ: the environment to read PATH, PYENV_ROOT and HOME from (default os.environ).
-        uv_bin: the uv executable, to ask for uv-managed Pythons; None skips that search.
+        uv_bin: a uv executable, to ask it for managed Pythons its directory search did not find (an unusual
+            location); None asks no process.
 
     Raises:
         ValueError: `version` is not `3.Y`.
@@ -53,6 +55,7 @@ def find_interpreter(version: str, environ: Optional[Mapping[str, str]] = None,
     if runner.version == version:
         return runner
     return (_find_on_path(version, environ) or _find_in_pyenv(version, environ)
+            or _find_in_uv_directory(version, environ)
             or (_find_uv_managed(version, uv_bin, environ) if uv_bin else None))
 
 
@@ -86,6 +89,28 @@ def _find_in_pyenv(version: str, environ: Mapping[str, str]) -> Optional[Interpr
     if not found:
         return None
     return Interpreter(path=max(found)[1], version=version, source="pyenv")
+
+
+def _find_in_uv_directory(version: str, environ: Mapping[str, str]) -> Optional[Interpreter]:
+    """uv's managed Pythons live in `$UV_PYTHON_INSTALL_DIR`, else `$XDG_DATA_HOME/uv/python`, else
+    `~/.local/share/uv/python`, as `cpython-3.12.7-linux-x86_64-gnu/bin/python3.12`."""
+    home = environ.get("HOME") or os.path.expanduser("~")
+    data = environ.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share")
+    directory = environ.get("UV_PYTHON_INSTALL_DIR") or os.path.join(data, "uv", "python")
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return None
+    patch = re.compile(rf"^cpython-{re.escape(version)}\.(\d+)-")  # not +freethreaded builds, not pypy
+    found: List[tuple] = []
+    for name in names:
+        match = patch.match(name)
+        candidate = os.path.join(directory, name, "bin", f"python{version}")
+        if match and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            found.append((int(match.group(1)), candidate))
+    if not found:
+        return None
+    return Interpreter(path=max(found)[1], version=version, source="uv")
 
 
 def _find_uv_managed(version: str, uv_bin: str, environ: Mapping[str, str]) -> Optional[Interpreter]:

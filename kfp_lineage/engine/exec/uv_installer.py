@@ -114,11 +114,23 @@ def _index_arguments(index: requirements.IndexOptions) -> List[str]:
 
 
 def _uv_reason(stderr: str) -> str:
-    """uv's explanation as one line: the lines after its `error:` / `×` headline, box-drawing removed."""
-    lines = [re.sub(r"^[\s×╰─▶│├┬╭╮╯]+", "", line).strip() for line in stderr.splitlines()]
-    lines = [line for line in lines if line and not line.startswith(("Using Python", "hint:", "help:"))]
-    text = " ".join(lines) or "uv failed without a message"
-    text = re.sub(r"^error:\s*", "", text)
+    """uv's explanation as one line: its `error:` headline and each `cause:` after it, joined with `: `; hints and
+    box-drawing (on a terminal) left out."""
+    text = ""
+    for raw in stderr.splitlines():
+        arrow = "╰─▶" in raw  # a cause, in uv's terminal format
+        line = re.sub(r"^[\s×╰─▶│├┬╭╮╯]+", "", raw).strip()
+        if not line or line.startswith(("Using Python", "hint:", "help:")):
+            continue
+        cause = re.match(r"^(?:cause|caused by):\s*", line, flags=re.IGNORECASE)
+        line = re.sub(r"^(?:error|cause|caused by):\s*", "", line, flags=re.IGNORECASE)
+        if not text:
+            text = line
+        elif cause or arrow:
+            text = f"{text.rstrip(':')}: {line}"
+        else:  # a long line wrapped on a terminal
+            text = f"{text} {line}"
+    text = text or "uv failed without a message"
     return text if len(text) <= 400 else text[:397] + "..."
 
 

@@ -155,7 +155,8 @@ def test_an_uninstallable_requirement_fails_in_one_line_and_leaves_nothing(tmp_p
     assert "\n" not in message
     assert message.startswith(f"task 'train (and 1 more task)': cannot install kfpl-probe==3.0 on Python "
                               f"{RUNNER.version}: ")
-    assert "kfpl-probe" in message.split(": ", 2)[2]  # uv's reason follows
+    reason = message.split(": ", 2)[2]  # uv's, as one line
+    assert reason.startswith("No solution found when resolving dependencies: ") and "kfpl-probe" in reason
     assert isinstance(raised.value, errors.InvalidInputError)  # the CLI's exit 2
     assert not (tmp_path / "envs" / spec.digest).exists()
     assert os.listdir(tmp_path / "envs" / ".building") == []
@@ -168,6 +169,15 @@ def test_one_failed_build_does_not_stop_the_others_being_cached(tmp_path, wheels
     with pytest.raises(environments.EnvironmentBuildError, match=r"^task 'b': cannot install kfpl-missing "):
         environments.prepare({good.digest: (good, ["a"]), bad.digest: (bad, ["b"])}, cache, environ=uv_env)
     assert [record.digest for record in cache.list()] == [good.digest]
+
+
+def test_a_cache_that_cannot_be_written_is_a_one_line_error(tmp_path, wheels):
+    (tmp_path / "file").write_text("")
+    spec = spec_of(wheels, "kfpl-probe==1.0")
+    with pytest.raises(environments.EnvironmentBuildError) as raised:
+        environments.prepare({spec.digest: (spec, ["a"])}, environments.EnvironmentCache(str(tmp_path / "file" / "x")))
+    assert str(raised.value) == (f"cannot write the task environment cache {tmp_path}/file/x (Not a directory): give "
+                                 "a writable directory with --env-cache DIR or KFP_LINEAGE_ENV_CACHE")
 
 
 def test_a_broken_environment_is_rebuilt(tmp_path, wheels, uv_env):
@@ -288,6 +298,17 @@ def test_interpreters_on_path_then_pyenv_skipping_shims(tmp_path):
         interpreters.find_interpreter("3")
 
 
+def test_uv_managed_interpreters_in_uvs_directory(tmp_path):
+    uv_python = tmp_path / "data" / "uv" / "python"
+    _executable(uv_python / "cpython-3.98.1-linux-x86_64-gnu" / "bin" / "python3.98")
+    newest = _executable(uv_python / "cpython-3.98.3-linux-x86_64-gnu" / "bin" / "python3.98")
+    _executable(uv_python / "cpython-3.98.9+freethreaded-linux-x86_64-gnu" / "bin" / "python3.98")
+    environ = {"PATH": "", "HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "data")}
+    assert interpreters.find_interpreter("3.98", environ) == interpreters.Interpreter(newest, "3.98", "uv")
+    assert interpreters.find_interpreter("3.98", {"PATH": "", "UV_PYTHON_INSTALL_DIR": str(uv_python)}) == \
+        interpreters.Interpreter(newest, "3.98", "uv")
+
+
 def test_uv_managed_interpreters_are_asked_of_uv(tmp_path):
     # uv knows no managed 3.98, and must not download one.
     assert interpreters.find_interpreter("3.98", {"PATH": "", "HOME": str(tmp_path)},
@@ -368,6 +389,14 @@ def test_current_mode_refuses_a_missing_package_and_warns_about_another_version(
     assert str(raised.value) == (
         "task 'train' needs kfpl-probe==1.0 (not installed); with --task-env current kfp-lineage never installs "
         "packages: install it into this environment (pip install 'kfpl-probe==1.0'), or use --task-env auto")
+
+
+def test_pip_options_that_cannot_apply_are_named_once():
+    command = ("sh", "-c", "pip install --quiet -r extra.txt --target /opt/x kfpl-probe && \"$0\" \"$@\"", "prog")
+    task = environment_plan.TaskRequest("train", "exec-train", "python:3.11", command)
+    plan = environment_plan.plan_environments([task], "isolated")
+    assert plan.notices == ("task 'train': pip options -r extra.txt, --target /opt/x cannot apply outside its image; "
+                            "ignored in its environment",)
 
 
 def test_an_unknown_mode_is_refused():
