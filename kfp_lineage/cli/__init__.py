@@ -21,6 +21,7 @@ warnings.filterwarnings("ignore", message=r"The default base_image used by the @
 import click  # noqa: E402
 
 from kfp_lineage.cli import check_commands, integrity_commands, lineage_commands, run_commands, submit_commands  # noqa: E402,E501
+from kfp_lineage.cli import env_commands  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,7 +30,7 @@ def main() -> None:
     """Run compiled Kubeflow / Vertex AI pipelines locally and record their lineage in ML Metadata."""
 
 
-for _module in (run_commands, lineage_commands, check_commands, submit_commands, integrity_commands):
+for _module in (run_commands, lineage_commands, check_commands, submit_commands, integrity_commands, env_commands):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 
