@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import json
 import math
 import os
-import sys
 import tempfile
 from typing import Any, Dict, Iterator, Mapping, Optional, Union
 
 import yaml
 from google.protobuf import json_format
 from kfp import compiler
-from kfp.dsl import base_component, graph_component
+from kfp.dsl import base_component
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kfp_lineage import errors
 from kfp_lineage import redaction
+from kfp_lineage.ir import python_pipelines
 from kfp_lineage.ir import yaml_limits
 
 ParameterType = pipeline_spec_pb2.ParameterType.ParameterTypeEnum
@@ -185,45 +183,8 @@ def _too_deep(path: str) -> str:
 
 
 def _load_python(target: str) -> LoadedPipeline:
-    module_part, _, func_name = target.partition(":")
-    if module_part.endswith(".py"):
-        if not os.path.isfile(module_part):
-            raise errors.InvalidInputError(f"pipeline module {module_part} does not exist")
-        module_name = "_kfp_lineage_pipeline_" + os.path.splitext(os.path.basename(module_part))[0]
-        module_spec = importlib.util.spec_from_file_location(module_name, module_part)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[module_name] = module
-        module_dir = os.path.dirname(os.path.abspath(module_part))
-        sys.path.insert(0, module_dir)
-        try:
-            module_spec.loader.exec_module(module)
-        finally:
-            sys.path.remove(module_dir)
-    else:
-        try:
-            module = importlib.import_module(module_part)
-        except ImportError as e:
-            raise errors.InvalidInputError(
-                f"cannot import pipeline module {module_part!r} ({e}): pass a .yaml spec, FILE.py[:FUNC] "
-                "or an importable package.module[:FUNC]"
-            ) from None
-    pipelines = {
-        name: value for name, value in vars(module).items() if isinstance(value, graph_component.GraphComponent)
-    }
-    if func_name:
-        if func_name not in pipelines:
-            raise errors.InvalidInputError(
-                f"{module_part} has no @dsl.pipeline named {func_name!r}; it has: {', '.join(sorted(pipelines)) or 'none'}"
-            )
-        component = pipelines[func_name]
-    elif len(pipelines) == 1:
-        component = next(iter(pipelines.values()))
-    else:
-        raise errors.InvalidInputError(
-            f"{module_part} defines {len(pipelines)} pipelines ({', '.join(sorted(pipelines)) or 'none'}): "
-            f"name one as {module_part}:FUNC"
-        )
-    return _compile_component(component, source=target)
+    # kfp builds the pipeline's spec when @dsl.pipeline runs, at import, so its errors surface in import_pipeline.
+    return _compile_component(python_pipelines.import_pipeline(target), source=target)
 
 
 def _compile_component(component: base_component.BaseComponent, source: str) -> LoadedPipeline:
