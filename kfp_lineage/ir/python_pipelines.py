@@ -19,7 +19,8 @@ from kfp_lineage import errors
 def import_pipeline(target: str) -> graph_component.GraphComponent:
     """The `@dsl.pipeline` that `FILE.py[:FUNC]` or `package.module[:FUNC]` names.
 
-    A file is run with its directory first on sys.path, as `python FILE` would; sys.path is restored afterwards.
+    A file is run with its directory first on sys.path, as `python FILE` would; a module is imported with the
+    current directory first on sys.path, as `python -m` would; sys.path is restored afterwards.
 
     Raises:
         InvalidInputError: the file or module does not exist; it fails to import (a SyntaxError, an exception in
@@ -84,13 +85,14 @@ def _import_file(path: str) -> Any:
 
 def _import_module(name: str) -> Any:
     try:
-        return importlib.import_module(name)
+        with _first_on_sys_path(os.getcwd()):
+            return importlib.import_module(name)
     except Exception as e:
         if isinstance(e, ModuleNotFoundError) and e.name and (name == e.name or name.startswith(e.name + ".")):
             # The module itself is missing (rather than something it imports).
             raise errors.InvalidInputError(
                 f"cannot import pipeline module {name!r} ({e}): pass a .yaml spec, FILE.py[:FUNC] or a "
-                "an importable package.module[:FUNC]"
+                "package.module[:FUNC] importable from the current directory"
             ) from None
         raise errors.InvalidInputError(
             f"cannot load pipeline module {name}: {_describe_failure(e, fallback=name)}"

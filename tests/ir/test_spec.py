@@ -227,7 +227,7 @@ def test_a_few_yaml_aliases_are_fine(tmp_path, branches_yaml):
     assert spec.load_pipeline(str(path)).spec.pipeline_info.name == "branches"
 
 
-# --- Python pipeline modules: errors that name the file and line ----------------------------
+# --- Python pipeline modules: the module form, and errors that name the file and line ----------------------------
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KFP_LINEAGE = os.path.join(os.path.dirname(sys.executable), "kfp-lineage")
@@ -243,6 +243,24 @@ def add(a: int) -> int:
 def tiny():
 {body}
 """
+
+
+def test_module_form_is_imported_from_the_current_directory_as_python_m_would():
+    # The console script's sys.path starts with .venv/bin, not the working directory: without the module form's
+    # own path entry, `pipelines` (the repository's folder) is not importable.
+    done = subprocess.run([KFP_LINEAGE, "submit", "pipelines.training:training", "--kfp-host", "http://127.0.0.1:1",
+                           "--dry-run"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["body"]["pipeline_spec"]["pipelineInfo"]["name"] == "training"
+
+
+def test_module_form_leaves_sys_path_as_it_was(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    name = f"flows_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(TINY_PIPELINE.format(body="    add(a=1)"))
+    before = list(sys.path)
+    assert spec.load_pipeline(f"{name}:tiny").name == "tiny"
+    assert sys.path == before
 
 
 @pytest.mark.parametrize("source, message", [
@@ -268,6 +286,19 @@ def test_a_module_that_fails_to_import_is_one_line_naming_file_and_line(tmp_path
         spec.load_pipeline("flow.py")
     assert str(raised.value).startswith(message)
     assert "\n" not in str(raised.value)
+
+
+def test_a_module_form_that_fails_inside_names_its_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    package = f"pkg_{uuid.uuid4().hex[:8]}"
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "flow.py").write_text(TINY_PIPELINE.format(body="    add(a=1)\n    add(a=None + 1)"))
+    with pytest.raises(errors.InvalidInputError, match=re.escape(
+            f"cannot load pipeline module {package}.flow: TypeError at {package}/flow.py, line 12: ")):
+        spec.load_pipeline(f"{package}.flow")
+    with pytest.raises(errors.InvalidInputError, match=re.escape(
+            f"cannot import pipeline module '{package}.nope' (No module named '{package}.nope'): pass a .yaml spec")):
+        spec.load_pipeline(f"{package}.nope:tiny")
 
 
 def test_cli_exits_2_with_one_line_for_a_module_that_fails_to_import(tmp_path):
