@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import shutil
+import subprocess
 import uuid
-from typing import Iterator
+from typing import Iterator, List
 
 import pytest
 
@@ -30,11 +33,113 @@ def server_url_or_skip(kind: str) -> str:
     return url
 
 
+# Every server database a test uses is named kfpl_<this session's token>_<random>, made by fresh_database_url and
+# dropped when the test ends, passed or failed; _drop_test_databases then fails the test if one is still there.
+DATABASE_PREFIX = "kfpl_"
+_SESSION_TOKEN = uuid.uuid4().hex[:6]
+_created_databases: List[str] = []  # URLs handed out to the running test
+
+
 def fresh_database_url(kind: str) -> str:
-    """A URL on the test server naming a database no test used yet (ml-metadata creates it)."""
+    """A URL on the test server naming a database no test used yet (ml-metadata creates it on first open).
+
+    The database is dropped when the test that asked for it ends.
+    """
     base = server_url_or_skip(kind)
     prefix, _, _ = base.rpartition("/")
-    return f"{prefix}/kfpl_{uuid.uuid4().hex[:12]}"
+    url = f"{prefix}/{DATABASE_PREFIX}{_SESSION_TOKEN}_{uuid.uuid4().hex[:12]}"
+    _created_databases.append(url)
+    return url
+
+
+def drop_database(url: str) -> None:
+    """Drops the database `url` names (if it exists) with the server's own command-line client.
+
+    PostgreSQL refuses to drop a database with open connections, and a store a test still holds keeps one: they
+    are ended first.
+    """
+    parsed = store_module.parse_store_url(url)
+    name = parsed.database
+    assert name.startswith(DATABASE_PREFIX), f"refusing to drop {name!r}: not a test database"
+    if parsed.scheme == "mysql":
+        run_server_sql("mysql", f"DROP DATABASE IF EXISTS `{name}`")
+    else:
+        end_connections(url)
+        run_server_sql("postgresql", f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def end_connections(url: str) -> int:
+    """Ends every server connection to the database `url` names, as a server restart or a proxy would; returns how
+    many it ended."""
+    parsed = store_module.parse_store_url(url)
+    if parsed.scheme == "mysql":
+        ids = run_server_sql("mysql", "SELECT id FROM information_schema.processlist "
+                                      f"WHERE db = '{parsed.database}' AND id <> CONNECTION_ID()").split()
+        if ids:
+            run_server_sql("mysql", " ".join(f"KILL CONNECTION {i};" for i in ids))
+        return len(ids)
+    ended = run_server_sql("postgresql", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                         f"WHERE datname = '{parsed.database}' AND pid <> pg_backend_pid()")
+    return len(ended.split())
+
+
+def list_test_databases(kind: str, token: str = "") -> List[str]:
+    """Names of the databases on the `kind` test server that tests made (this session's only, with `token`)."""
+    pattern = (DATABASE_PREFIX + token).replace("_", "\\_") + "%"
+    if kind == "mysql":
+        out = run_server_sql(kind, f"SHOW DATABASES LIKE '{pattern}'")
+    else:
+        out = run_server_sql(kind, f"SELECT datname FROM pg_database WHERE datname LIKE '{pattern}'")
+    return sorted(out.split())
+
+
+def run_server_sql(kind: str, *statements: str, database: str = "") -> str:
+    """Runs SQL on the `kind` test server with its command-line client (mariadb/mysql, psql), as the user of the
+    server's URL, in `database` or the URL's own; returns the rows, tab-separated, without a header.
+
+    Each statement runs on its own (PostgreSQL's DROP DATABASE cannot run inside a transaction).
+    """
+    url = store_module.parse_store_url(server_url_or_skip(kind))
+    database = database or url.database
+    if kind == "mysql":
+        client = shutil.which("mariadb") or shutil.which("mysql")
+        command = [f"--host={url.host}", f"--port={url.port}", f"--user={url.user}", f"--database={database}",
+                   "--batch", "--skip-column-names"]
+        for statement in statements:
+            command += ["--execute", statement]
+        env = dict(os.environ, MYSQL_PWD=url.password)
+        package = "mariadb-client"
+    else:
+        client = shutil.which("psql")
+        command = [f"--host={url.host}", f"--port={url.port}", f"--username={url.user}", f"--dbname={database}",
+                   "--no-psqlrc", "--quiet", "--tuples-only", "--no-align", "--set=ON_ERROR_STOP=1"]
+        for statement in statements:
+            command += ["--command", statement]
+        env = dict(os.environ, PGPASSWORD=url.password)
+        package = "postgresql-client"
+    if client is None:
+        pytest.fail(f"{kind} tests drop their databases with the server's command-line client: install {package}")
+    done = subprocess.run([client] + command, capture_output=True, text=True, timeout=60, env=env)
+    if done.returncode != 0:
+        pytest.fail(f"{os.path.basename(client)} failed ({done.returncode}) on {statements}: {done.stderr.strip()}")
+    return done.stdout
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """Drops the server databases the test made, then fails it if any of them is still there."""
+    yield
+    if not _created_databases:
+        return
+    urls = list(_created_databases)
+    _created_databases.clear()
+    gc.collect()  # closes the connections of stores the test no longer references
+    for url in urls:
+        drop_database(url)
+    kinds = {store_module.parse_store_url(url).scheme for url in urls}
+    left = [name for kind in sorted(kinds) for name in list_test_databases(kind, _SESSION_TOKEN)]
+    if left:
+        pytest.fail(f"the test left databases behind: {', '.join(left)}")
 
 
 @pytest.fixture(params=["sqlite", "mysql", "postgresql"])

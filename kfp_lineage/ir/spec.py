@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import json
 import math
 import os
-import sys
 import tempfile
-from typing import Any, Dict, Iterator, Mapping, Optional, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import yaml
 from google.protobuf import json_format
 from kfp import compiler
-from kfp.dsl import base_component, graph_component
+from kfp.dsl import base_component
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kfp_lineage import errors
 from kfp_lineage import redaction
+from kfp_lineage.ir import python_pipelines
 from kfp_lineage.ir import yaml_limits
 
 ParameterType = pipeline_spec_pb2.ParameterType.ParameterTypeEnum
@@ -53,7 +51,9 @@ def load_pipeline(target: Union[str, os.PathLike, base_component.BaseComponent])
     return _load_python(text)
 
 
-def _load_yaml(path: str) -> LoadedPipeline:
+def _load_yaml(path: str, shown: Optional[str] = None) -> LoadedPipeline:
+    """Loads and checks a compiled spec; errors about its content name it as `shown` (default: `path`)."""
+    name = shown or path
     if not os.path.isfile(path):
         raise errors.InvalidInputError(f"pipeline spec {path} does not exist: pass a compiled pipeline YAML file")
     try:
@@ -78,18 +78,11 @@ def _load_yaml(path: str) -> LoadedPipeline:
     missing = [key for key in ("pipelineInfo", "root") if key not in document]
     if missing:
         raise errors.InvalidInputError(
-            f"{path} is not a compiled KFP PipelineSpec (missing {', '.join(missing)}): "
+            f"{name} is not a compiled KFP PipelineSpec (missing {', '.join(missing)}): "
             "compile a @dsl.pipeline with kfp.compiler.Compiler().compile"
         )
-    for extra in documents[1:]:
-        if isinstance(extra, dict) and extra.get("platforms"):
-            platforms = ", ".join(sorted(extra["platforms"]))
-            raise errors.UnsupportedFeatureError(
-                f"{path} uses platform-specific features ({platforms} platform spec, e.g. volumes or secrets "
-                "from kfp-kubernetes), which are not supported locally: run it on a cluster, or drop them"
-            )
-    _check_expanded_size(document, path)
-    _check_finite_numbers(document, path)
+    _check_expanded_size(document, name)
+    _check_finite_numbers(document, name)
     spec = pipeline_spec_pb2.PipelineSpec()
     try:
         json_format.ParseDict(document, spec)
@@ -97,12 +90,60 @@ def _load_yaml(path: str) -> LoadedPipeline:
         json_format.ParseDict(document.get("deploymentSpec") or {}, pipeline_spec_pb2.PipelineDeploymentConfig())
     except json_format.ParseError as e:
         problem = " ".join(line.strip() for line in str(e).splitlines())
-        raise errors.InvalidInputError(f"{path} is not a valid PipelineSpec: {problem}") from None
+        raise errors.InvalidInputError(f"{name} is not a valid PipelineSpec: {problem}") from None
     except RecursionError:
-        raise errors.InvalidInputError(_too_deep(path)) from None
-    _check_no_component_cycle(spec, path)
-    _check_artifact_types(spec, path)
+        raise errors.InvalidInputError(_too_deep(name)) from None
+    _check_no_component_cycle(spec, name)
+    _check_artifact_types(spec, name)
+    _check_no_platform_features(spec, documents[1:], name)
     return LoadedPipeline(spec=spec, source=os.path.abspath(path))
+
+
+def _check_no_platform_features(spec: pipeline_spec_pb2.PipelineSpec, extra_documents: List[Any],
+                                name: str) -> None:
+    """Refuses platform-specific configuration (the YAML document kfp-kubernetes adds after the spec: volumes,
+    secrets, node selectors, ...), naming each feature and the tasks that use it."""
+    executor_tasks: Dict[str, List[str]] = {}
+    for task_path, component in _container_tasks(spec):
+        executor_tasks.setdefault(component.executor_label, []).append(task_path)
+    for extra in extra_documents:
+        platforms = extra.get("platforms") if isinstance(extra, dict) else None
+        if not platforms:
+            continue
+        uses = []
+        for platform, config in sorted(_mapping(platforms).items()):
+            executors = _mapping(_mapping(_mapping(config).get("deploymentSpec")).get("executors"))
+            for label, features in sorted(executors.items()):
+                tasks = sorted(executor_tasks.get(label, []))
+                users = (f"task{'s' if len(tasks) > 1 else ''} {', '.join(repr(t) for t in tasks)}" if tasks
+                         else f"executor {label!r}")
+                uses.extend(f"{platform} {feature} in {users}" for feature in sorted(_mapping(features)))
+            uses.extend(f"{platform} {key} for the whole pipeline" for key in sorted(_mapping(config))
+                        if key != "deploymentSpec")
+        raise errors.UnsupportedFeatureError(
+            f"{name} uses platform-specific features ({'; '.join(uses) or 'a platform spec'}) from kfp-kubernetes, "
+            "which are not supported locally: run it on a cluster, or drop them"
+        )
+
+
+def _mapping(value: Any) -> Dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _container_tasks(spec: pipeline_spec_pb2.PipelineSpec) -> Iterator[Tuple[str, pipeline_spec_pb2.ComponentSpec]]:
+    """(task path, component) of every non-DAG task, nested ones as `condition-1/deploy`."""
+    stack = [("", spec.root)]
+    while stack:
+        where, component = stack.pop()
+        for task_name, task in component.dag.tasks.items():
+            child = spec.components.get(task.component_ref.name)
+            if child is None:
+                continue  # the pre-run checks name it
+            task_path = f"{where}/{task_name}" if where else task_name
+            if child.WhichOneof("implementation") == "dag":
+                stack.append((task_path, child))
+            else:
+                yield task_path, child
 
 
 def _check_expanded_size(document: Any, path: str) -> None:
@@ -185,52 +226,15 @@ def _too_deep(path: str) -> str:
 
 
 def _load_python(target: str) -> LoadedPipeline:
-    module_part, _, func_name = target.partition(":")
-    if module_part.endswith(".py"):
-        if not os.path.isfile(module_part):
-            raise errors.InvalidInputError(f"pipeline module {module_part} does not exist")
-        module_name = "_kfp_lineage_pipeline_" + os.path.splitext(os.path.basename(module_part))[0]
-        module_spec = importlib.util.spec_from_file_location(module_name, module_part)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[module_name] = module
-        module_dir = os.path.dirname(os.path.abspath(module_part))
-        sys.path.insert(0, module_dir)
-        try:
-            module_spec.loader.exec_module(module)
-        finally:
-            sys.path.remove(module_dir)
-    else:
-        try:
-            module = importlib.import_module(module_part)
-        except ImportError as e:
-            raise errors.InvalidInputError(
-                f"cannot import pipeline module {module_part!r} ({e}): pass a .yaml spec, FILE.py[:FUNC] "
-                "or an importable package.module[:FUNC]"
-            ) from None
-    pipelines = {
-        name: value for name, value in vars(module).items() if isinstance(value, graph_component.GraphComponent)
-    }
-    if func_name:
-        if func_name not in pipelines:
-            raise errors.InvalidInputError(
-                f"{module_part} has no @dsl.pipeline named {func_name!r}; it has: {', '.join(sorted(pipelines)) or 'none'}"
-            )
-        component = pipelines[func_name]
-    elif len(pipelines) == 1:
-        component = next(iter(pipelines.values()))
-    else:
-        raise errors.InvalidInputError(
-            f"{module_part} defines {len(pipelines)} pipelines ({', '.join(sorted(pipelines)) or 'none'}): "
-            f"name one as {module_part}:FUNC"
-        )
-    return _compile_component(component, source=target)
+    # kfp builds the pipeline's spec when @dsl.pipeline runs, at import, so its errors surface in import_pipeline.
+    return _compile_component(python_pipelines.import_pipeline(target), source=target)
 
 
 def _compile_component(component: base_component.BaseComponent, source: str) -> LoadedPipeline:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "pipeline.yaml")
         compiler.Compiler().compile(component, path)
-        loaded = _load_yaml(path)
+        loaded = _load_yaml(path, shown=source)
     return LoadedPipeline(spec=loaded.spec, source=source)
 
 

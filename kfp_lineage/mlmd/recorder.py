@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ml_metadata import errors as mlmd_errors
@@ -16,6 +15,7 @@ from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from kfp_lineage import errors
 from kfp_lineage import redaction
+from kfp_lineage.mlmd import store as store_module
 from kfp_lineage.mlmd import vocabulary
 
 # Names and the value codec are vocabulary's; these re-exports keep the engine's `recorder.X` imports working
@@ -69,19 +69,19 @@ class Recorder:
     def _execution_type_id(self, name: str) -> int:
         key = ("execution", name)
         if key not in self._type_ids:
-            self._type_ids[key] = self.store.put_execution_type(mlmd_pb.ExecutionType(name=name))
+            self._type_ids[key] = _retry_transient(self.store.put_execution_type, mlmd_pb.ExecutionType(name=name))
         return self._type_ids[key]
 
     def _artifact_type_id(self, name: str) -> int:
         key = ("artifact", name)
         if key not in self._type_ids:
-            self._type_ids[key] = self.store.put_artifact_type(mlmd_pb.ArtifactType(name=name))
+            self._type_ids[key] = _retry_transient(self.store.put_artifact_type, mlmd_pb.ArtifactType(name=name))
         return self._type_ids[key]
 
     def _context_type_id(self, name: str) -> int:
         key = ("context", name)
         if key not in self._type_ids:
-            self._type_ids[key] = self.store.put_context_type(mlmd_pb.ContextType(name=name))
+            self._type_ids[key] = _retry_transient(self.store.put_context_type, mlmd_pb.ContextType(name=name))
         return self._type_ids[key]
 
     def begin_run(self, pipeline_name: str, run_id: str, run_root: str) -> RunContexts:
@@ -115,9 +115,10 @@ class Recorder:
             }
             run_context = mlmd_pb.Context(type_id=run_type, name=run_id)
             set_custom_properties(run_context, run_properties)
-            [run_context.id] = self.store.put_contexts([run_context])
-            self.store.put_parent_contexts(
-                [mlmd_pb.ParentContext(child_id=run_context.id, parent_id=pipeline_context.id)]
+            [run_context.id] = _retry_transient(self.store.put_contexts, [run_context])
+            _retry_transient(
+                self.store.put_parent_contexts,
+                [mlmd_pb.ParentContext(child_id=run_context.id, parent_id=pipeline_context.id)],
             )
             return RunContexts(pipeline=pipeline_context, run=run_context)
 
@@ -137,7 +138,7 @@ class Recorder:
         context = mlmd_pb.Context(type_id=type_id, name=name)
         set_custom_properties(context, properties)
         try:
-            [context.id] = self.store.put_contexts([context])
+            [context.id] = _retry_transient(self.store.put_contexts, [context])
         except mlmd_errors.AlreadyExistsError:  # another run created it between our get and put
             return self.store.get_context_by_type_and_name(type_name, name)
         return context
@@ -343,24 +344,10 @@ def _group_by_key(keys: Sequence[str], artifact_ids: Sequence[int]) -> Dict[str,
     return grouped
 
 
-_TRANSIENT_ATTEMPTS = 8
-
-
 def _retry_transient(call: Any, *args: Any, **kwargs: Any) -> Any:
-    """Runs one ml-metadata write, retrying when the database reports a transient conflict.
-
-    A transaction ml-metadata aborts (a MySQL deadlock between concurrent runs, SQLite's "database is locked"
-    past its busy timeout) was rolled back whole, so running it again is safe.
-    """
-    for attempt in range(_TRANSIENT_ATTEMPTS):
-        try:
-            return call(*args, **kwargs)
-        except Exception as e:  # ml-metadata raises errors.* classes; their text names the database's reason
-            text = str(e).lower()
-            transient = isinstance(e, mlmd_errors.AbortedError) or "deadlock" in text or "database is locked" in text
-            if not transient or attempt + 1 == _TRANSIENT_ATTEMPTS:
-                raise
-            time.sleep(min(1.0, 0.02 * 2**attempt))
+    """Runs one ml-metadata write (one transaction), running it again while the database reports a transient
+    failure: a deadlock, a lock or serialization conflict, a dropped connection (see store.retry_transient)."""
+    return store_module.retry_transient(call, *args, **kwargs)
 
 
 def _event(event_type: int, key: str, artifact_id: int = 0) -> mlmd_pb.Event:

@@ -1,5 +1,12 @@
 """Loading pipelines and validating their arguments, before anything runs."""
 
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+
 import pytest
 from kfp import compiler
 
@@ -218,3 +225,87 @@ def test_a_few_yaml_aliases_are_fine(tmp_path, branches_yaml):
     path.write_text(yaml.safe_dump(document))
     assert "*id001" in path.read_text()
     assert spec.load_pipeline(str(path)).spec.pipeline_info.name == "branches"
+
+
+# --- Python pipeline modules: the module form, and errors that name the file and line ----------------------------
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+KFP_LINEAGE = os.path.join(os.path.dirname(sys.executable), "kfp-lineage")
+TINY_PIPELINE = """from kfp import dsl
+
+
+@dsl.component
+def add(a: int) -> int:
+    return a + 1
+
+
+@dsl.pipeline
+def tiny():
+{body}
+"""
+
+
+def test_module_form_is_imported_from_the_current_directory_as_python_m_would():
+    # The console script's sys.path starts with .venv/bin, not the working directory: without the module form's
+    # own path entry, `pipelines` (the repository's folder) is not importable.
+    done = subprocess.run([KFP_LINEAGE, "submit", "pipelines.training:training", "--kfp-host", "http://127.0.0.1:1",
+                           "--dry-run"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["body"]["pipeline_spec"]["pipelineInfo"]["name"] == "training"
+
+
+def test_module_form_leaves_sys_path_as_it_was(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    name = f"flows_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(TINY_PIPELINE.format(body="    add(a=1)"))
+    before = list(sys.path)
+    assert spec.load_pipeline(f"{name}:tiny").name == "tiny"
+    assert sys.path == before
+
+
+@pytest.mark.parametrize("source, message", [
+    ("from kfp import dsl\n\n\n@dsl.pipeline\ndef tiny(:\n    pass\n",
+     "cannot load pipeline module flow.py: SyntaxError at flow.py, line 5: invalid syntax"),
+    (TINY_PIPELINE.format(body="    add(a=1)\n    add(a=None + 1)"),
+     "cannot load pipeline module flow.py: TypeError at flow.py, line 12: unsupported operand type(s) for +: "
+     "'NoneType' and 'int'"),
+    (TINY_PIPELINE.format(body="    with dsl.ParallelFor([1, 2]) as item:\n        inner = add(a=item)\n"
+                               "    add(a=inner.output)"),
+     "cannot load pipeline module flow.py: InvalidTopologyException at flow.py, line 9: Illegal task dependency "
+     "across DSL context managers."),
+    ("import helpers\n", "cannot load pipeline module flow.py: KeyError at helpers.py, line 2: 'SETTING'"),
+    ("import not_installed_anywhere\n",
+     "cannot load pipeline module flow.py: ModuleNotFoundError at flow.py, line 1: No module named "
+     "'not_installed_anywhere'"),
+])
+def test_a_module_that_fails_to_import_is_one_line_naming_file_and_line(tmp_path, monkeypatch, source, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "flow.py").write_text(source)
+    (tmp_path / "helpers.py").write_text("import os\nSETTING = os.environ['SETTING']\n")
+    with pytest.raises(errors.InvalidInputError) as raised:
+        spec.load_pipeline("flow.py")
+    assert str(raised.value).startswith(message)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_module_form_that_fails_inside_names_its_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    package = f"pkg_{uuid.uuid4().hex[:8]}"
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "flow.py").write_text(TINY_PIPELINE.format(body="    add(a=1)\n    add(a=None + 1)"))
+    with pytest.raises(errors.InvalidInputError, match=re.escape(
+            f"cannot load pipeline module {package}.flow: TypeError at {package}/flow.py, line 12: ")):
+        spec.load_pipeline(f"{package}.flow")
+    with pytest.raises(errors.InvalidInputError, match=re.escape(
+            f"cannot import pipeline module '{package}.nope' (No module named '{package}.nope'): pass a .yaml spec")):
+        spec.load_pipeline(f"{package}.nope:tiny")
+
+
+def test_cli_exits_2_with_one_line_for_a_module_that_fails_to_import(tmp_path):
+    (tmp_path / "flow.py").write_text(TINY_PIPELINE.format(body="    add(a=1)\n    add(a=None + 1)"))
+    done = subprocess.run([KFP_LINEAGE, "run", "flow.py", "--store", str(tmp_path / "mlmd.sqlite")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr == ("Error: cannot load pipeline module flow.py: TypeError at flow.py, line 12: unsupported "
+                           "operand type(s) for +: 'NoneType' and 'int'\n")
+    assert not (tmp_path / "mlmd.sqlite").exists()  # invalid input writes nothing

@@ -229,3 +229,17 @@ def test_upload_refuses_a_caching_override_it_could_not_apply(kfp_api):
         "Error: --no-cache cannot change an uploaded pipeline version: drop --no-cache, or submit without --upload\n"
     )
     assert kfp_api.requests == []
+
+
+def test_kfp_runs_carry_no_labels_and_label_is_vertex_only(kfp_api):
+    # The README says so: KFP's run API has no labels, so submitted-by=kfp-lineage goes only on Vertex AI jobs.
+    for extra in ([], ["--upload"]):
+        result = invoke(*submit_args(kfp_api.url, *extra))
+        assert result.exit_code == 0, result.output
+    created = kfp_api.requests_to("POST", "/runs")
+    assert len(created) == 2
+    for request in created:
+        assert "labels" not in request.body and "submitted-by" not in json.dumps(request.body)
+    refused = invoke(*submit_args(kfp_api.url, "--label", "team=ml"))
+    assert (refused.exit_code, refused.stderr) == (
+        2, "Error: --label applies only with --vertex: drop it, or submit with --vertex\n")
