@@ -174,6 +174,7 @@ class _Loop:
     states: Dict[int, str] = dataclasses.field(default_factory=dict)
     results: Dict[int, Produced] = dataclasses.field(default_factory=dict)
     started: float = dataclasses.field(default_factory=time.monotonic)
+    finished: bool = False
 
 
 @dataclasses.dataclass
@@ -495,7 +496,8 @@ class Orchestrator:
                     self._iteration_done(loop, index, execution_id, state, produced, duration, error)),
             )
             self._advance(iteration)
-        if loop.running == 0 and loop.next_index >= len(loop.items):
+        # An iteration that ends while it starts (false conditions, cache hits) re-enters here: finish once.
+        if loop.running == 0 and loop.next_index >= len(loop.items) and not loop.finished:
             self._finish_loop(loop)
 
     def _iteration_done(self, loop: _Loop, index: int, execution_id: int, state: str, produced: Produced,
@@ -509,6 +511,7 @@ class Orchestrator:
         self._advance_loop(loop)
 
     def _finish_loop(self, loop: _Loop) -> None:
+        loop.finished = True
         failed = self._interrupted or loop.not_started > 0 or any(
             state not in _SUCCEEDED for state in loop.states.values())
         produced = Produced() if failed else resolution.collect_iterations(
