@@ -9,7 +9,8 @@ from typing import Any, Mapping, Optional, Union
 from kfp.dsl import base_component
 
 from kfp_lineage import errors, run_ids
-from kfp_lineage.engine import scheduler as orchestrator
+from kfp_lineage.engine import results
+from kfp_lineage.engine import scheduler
 from kfp_lineage.ir import preflight
 from kfp_lineage.engine import progress
 from kfp_lineage.mlmd import recorder
@@ -35,7 +36,7 @@ def run_pipeline(
     reporter: Optional[progress.Reporter] = None,
     env: Optional[Mapping[str, str]] = None,
     cwd: Optional[str] = None,
-) -> orchestrator.RunResult:
+) -> results.RunResult:
     """Runs a compiled pipeline on this machine and records its lineage in an ml-metadata store.
 
     Args:
@@ -85,7 +86,7 @@ def run_pipeline(
         reporter.warn(f"a task asks for {problem.describe()}; running with the installed version")
     url = store if isinstance(store, store_module.StoreURL) else store_module.parse_store_url(store)
     metadata_store = store_module.open_store(url)
-    options = orchestrator.RunOptions(
+    options = results.RunOptions(
         pipeline_root=os.path.abspath(pipeline_root or DEFAULT_PIPELINE_ROOT),
         run_id=run_id,
         max_parallel=max_parallel or os.cpu_count() or 1,
@@ -95,7 +96,7 @@ def run_pipeline(
         enable_cache=enable_cache,
         launcher=launcher,
     )
-    runner = orchestrator.Orchestrator(
+    runner = scheduler.Orchestrator(
         loaded.spec, values, recorder.Recorder(metadata_store), options, reporter, store_label=url.redacted
     )
     return runner.run()

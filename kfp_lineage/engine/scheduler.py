@@ -22,6 +22,7 @@ from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from kfp_lineage import errors
 from kfp_lineage.engine import caching
+from kfp_lineage.engine import results
 from kfp_lineage.ir import conditions
 from kfp_lineage.engine.exec import launcher
 from kfp_lineage.ir import preflight
@@ -38,90 +39,10 @@ PipelineTaskSpec = pipeline_spec_pb2.PipelineTaskSpec
 ComponentSpec = pipeline_spec_pb2.ComponentSpec
 Produced = dataflow.Produced
 
-COMPLETE, FAILED, CANCELED, CACHED, NOT_RUN = "COMPLETE", "FAILED", "CANCELED", "CACHED", "NOT_RUN"
-QUEUED, RUNNING = "QUEUED", "RUNNING"
-_FINAL = (COMPLETE, FAILED, CANCELED, CACHED, NOT_RUN)
-_SUCCEEDED = (COMPLETE, CACHED)
-_MLMD_STATE = {
-    COMPLETE: mlmd_pb.Execution.COMPLETE,
-    FAILED: mlmd_pb.Execution.FAILED,
-    CANCELED: mlmd_pb.Execution.CANCELED,
-    CACHED: mlmd_pb.Execution.CACHED,
-}
 _RUNS_AFTER_FAILURE = PipelineTaskSpec.TriggerPolicy.ALL_UPSTREAM_TASKS_COMPLETED
 
-
-@dataclasses.dataclass(frozen=True)
-class RunOptions:
-    """How to run: where outputs go, the run id, parallelism, caching, and the task environment."""
-
-    pipeline_root: str
-    run_id: str
-    max_parallel: int
-    cwd: str
-    env: Mapping[str, str]
-    task_timeout: Optional[float] = None
-    enable_cache: bool = True
-    launcher: str = "fork"  # "fork": Python tasks fork from a warm server; "subprocess": every task a new process
-
-
-@dataclasses.dataclass
-class TaskResult:
-    """One task's final record in a run (container tasks, DAGs, loop iterations alike)."""
-
-    key: str
-    state: str
-    execution_id: Optional[int]
-    outputs: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
-    duration: float = 0.0
-    error: str = ""
-    log_path: str = ""
-    attempts: int = 0
-    cached_execution_id: Optional[int] = None
-
-    def to_json(self) -> Dict[str, Any]:
-        data: Dict[str, Any] = {"state": self.state, "execution_id": self.execution_id, "outputs": self.outputs}
-        if self.error:
-            data["error"] = self.error
-        if self.log_path:
-            data["log"] = self.log_path
-        if self.attempts > 1:
-            data["attempts"] = self.attempts
-        if self.cached_execution_id is not None:
-            data["cached_execution_id"] = self.cached_execution_id
-        return data
-
-
-@dataclasses.dataclass
-class RunResult:
-    """The outcome of a run, as `kfp-lineage run --json` prints it."""
-
-    run_id: str
-    pipeline_name: str
-    state: str
-    store: str
-    pipeline_root: str
-    run_root: str
-    root_execution_id: int
-    duration: float
-    tasks: Dict[str, TaskResult]
-    outputs: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
-
-    @property
-    def succeeded(self) -> bool:
-        return self.state == COMPLETE
-
-    def to_json(self) -> Dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "pipeline": self.pipeline_name,
-            "state": self.state,
-            "store": self.store,
-            "pipeline_root": self.pipeline_root,
-            "duration_seconds": round(self.duration, 3),
-            "outputs": self.outputs,
-            "tasks": {key: task.to_json() for key, task in self.tasks.items()},
-        }
+# The old import path of the public result types, kept for one release.
+RunOptions, TaskResult, RunResult = results.RunOptions, results.TaskResult, results.RunResult
 
 
 # on_done(state, produced, duration, error) of a DAG frame
@@ -210,7 +131,7 @@ class Orchestrator:
         pipeline_spec: pipeline_spec_pb2.PipelineSpec,
         arguments: Mapping[str, Any],
         record: recorder.Recorder,
-        options: RunOptions,
+        options: results.RunOptions,
         reporter: progress.Reporter,
         store_label: str,
     ):
@@ -224,7 +145,7 @@ class Orchestrator:
         self.pipeline_name = pipeline_spec.pipeline_info.name
         self.run_root = os.path.join(options.pipeline_root, self.pipeline_name, options.run_id)
         self.scratch_root = os.path.join(self.run_root, ".kfp-lineage")
-        self.results: Dict[str, TaskResult] = {}
+        self._task_results: Dict[str, TaskResult] = {}
         self._futures: Dict[concurrent.futures.Future, _Running] = {}
         self._queue: Deque[_QueuedTask] = collections.deque()
         self._processes = launcher.RunningProcesses()
@@ -239,7 +160,7 @@ class Orchestrator:
     def _interrupted(self) -> bool:
         return self._processes.canceled
 
-    def run(self) -> RunResult:
+    def run(self) -> results.RunResult:
         """Runs every task and records the run; returns when the root DAG is final.
 
         Raises:
@@ -287,16 +208,16 @@ class Orchestrator:
             self._pool.shutdown(wait=True)
             if self._forkserver is not None:
                 self._forkserver.close()
-        root_result = self._root_result or TaskResult("", FAILED, root_execution)
-        self.recorder.finish_run(self._contexts, FAILED if self._interrupted else root_result.state)
+        root_result = self._root_result or results.TaskResult("", results.FAILED, root_execution)
+        self.recorder.finish_run(self._contexts, results.FAILED if self._interrupted else root_result.state)
         if self._interrupted:
             raise KeyboardInterrupt
         counts: Dict[str, int] = {}
-        for task in self.results.values():
+        for task in self._task_results.values():
             counts[task.state] = counts.get(task.state, 0) + 1
         duration = time.monotonic() - started
         self.reporter.run_finished(root_result.state, duration, counts)
-        return RunResult(
+        return results.RunResult(
             run_id=self.options.run_id,
             pipeline_name=self.pipeline_name,
             state=root_result.state,
@@ -305,7 +226,7 @@ class Orchestrator:
             run_root=self.run_root,
             root_execution_id=root_execution,
             duration=duration,
-            tasks=self.results,
+            tasks=self._task_results,
             outputs=root_result.outputs,
         )
 
@@ -325,19 +246,20 @@ class Orchestrator:
                 if name in frame.states:
                     continue
                 runs_after_failure = task.trigger_policy.strategy == _RUNS_AFTER_FAILURE
-                if self._interrupted or (not runs_after_failure and FAILED in frame.states.values()):
-                    frame.states[name] = NOT_RUN
+                if self._interrupted or (not runs_after_failure and results.FAILED in frame.states.values()):
+                    frame.states[name] = results.NOT_RUN
                     progressed = True
                     continue
                 dependency_states = [frame.states.get(dep) for dep in task.dependent_tasks]
-                if any(state not in _FINAL for state in dependency_states):
+                if any(state not in results.FINAL for state in dependency_states):
                     continue
-                if not runs_after_failure and any(state in (FAILED, NOT_RUN) for state in dependency_states):
-                    frame.states[name] = NOT_RUN
+                failed_upstream = any(state in (results.FAILED, results.NOT_RUN) for state in dependency_states)
+                if not runs_after_failure and failed_upstream:
+                    frame.states[name] = results.NOT_RUN
                 else:
                     self._start_task(frame, name, task)
                 progressed = True
-        if not frame.finished and all(frame.states.get(name) in _FINAL for name in frame.tasks):
+        if not frame.finished and all(frame.states.get(name) in results.FINAL for name in frame.tasks):
             self._finish_frame(frame)
 
     def _start_task(self, frame: _Frame, name: str, task: PipelineTaskSpec) -> None:
@@ -363,13 +285,13 @@ class Orchestrator:
             execution_id = self.recorder.create_execution(
                 self._contexts, execution_type, properties, state=mlmd_pb.Execution.FAILED
             )
-            self._set_final(frame, name, key, FAILED, execution_id, error=str(e))
+            self._set_final(frame, name, key, results.FAILED, execution_id, error=str(e))
             return
         if not run_it:
             execution_id = self.recorder.create_execution(
                 self._contexts, execution_type, properties, state=mlmd_pb.Execution.CANCELED
             )
-            self._set_final(frame, name, key, CANCELED, execution_id)
+            self._set_final(frame, name, key, results.CANCELED, execution_id)
             return
         input_ids = {input_name: [a.artifact_id for a in arts] for input_name, arts in artifacts.items()}
         if loop is not None:
@@ -379,7 +301,7 @@ class Orchestrator:
             execution_id = self.recorder.create_execution(
                 self._contexts, execution_type, properties, input_artifacts=input_ids
             )
-            frame.states[name] = RUNNING
+            frame.states[name] = results.RUNNING
             child = _Frame(
                 key=key, component=component, execution_id=execution_id, parameters=parameters,
                 artifacts=artifacts,
@@ -392,33 +314,34 @@ class Orchestrator:
         else:
             queued = _QueuedTask(frame, name, task, component, parameters, artifacts, properties, input_ids)
             if not self._serve_from_cache(queued):
-                frame.states[name] = QUEUED
+                frame.states[name] = results.QUEUED
                 self._queue.append(queued)
 
     def _child_done(self, frame: _Frame, name: str, key: str, execution_id: int, state: str, produced: Produced,
                     duration: float, error: str) -> None:
         """A sub-DAG or loop finished: hand its outputs to the enclosing DAG and move that on."""
-        if state in _SUCCEEDED:
+        if state in results.SUCCEEDED:
             frame.outputs[name] = produced
-        self._set_final(frame, name, key, state, execution_id, _outputs_json(produced), duration, error)
+        self._set_final(frame, name, key, state, execution_id, results.outputs_json(produced), duration, error)
         self._advance(frame)
 
     def _root_done(self, state: str, produced: Produced, duration: float, error: str) -> None:
-        self._root_result = TaskResult("", state, None, _outputs_json(produced), duration, error)
+        self._root_result = results.TaskResult("", state, None, results.outputs_json(produced), duration, error)
 
     def _finish_frame(self, frame: _Frame) -> None:
         """Publishes a DAG whose children are all final, then calls its on_done."""
         frame.finished = True
-        failed = self._interrupted or any(state in (FAILED, NOT_RUN) for state in frame.states.values())
+        failed = self._interrupted or any(
+            state in (results.FAILED, results.NOT_RUN) for state in frame.states.values())
         produced, error = Produced(), ""
         if not failed:
             produced = resolution.resolve_dag_outputs(frame.component, frame.outputs)
-        state = FAILED if failed else COMPLETE
+        state = results.FAILED if failed else results.COMPLETE
         if failed and not error:  # name the first failed task, for exit handlers' PipelineTaskFinalStatus
             error = next((f"{name}: {status.error}" for name, status in frame.final_statuses.items()
-                          if status.state == FAILED and status.error), "")
+                          if status.state == results.FAILED and status.error), "")
         properties = {"outputs": produced.parameters} if produced.parameters else {}
-        self.recorder.publish_execution(self._contexts, frame.execution_id, _MLMD_STATE[state], properties)
+        self.recorder.publish_execution(self._contexts, frame.execution_id, results.MLMD_STATE[state], properties)
         frame.on_done(state, produced, time.monotonic() - frame.started, error)
 
     def _set_final(
@@ -437,8 +360,8 @@ class Orchestrator:
     ) -> None:
         frame.states[name] = state
         frame.final_statuses[name] = dataflow.FinalStatus(state, error)
-        self.results[key] = TaskResult(key, state, execution_id, outputs or {}, duration, error, log_path, attempts,
-                                       cached_execution_id)
+        self._task_results[key] = results.TaskResult(key, state, execution_id, outputs or {}, duration, error,
+                                                     log_path, attempts, cached_execution_id)
         self.reporter.task_finished(key, state, duration, error, log_path)
 
     # Loops ----------------------------------------------------------------------------------------------------------
@@ -453,7 +376,7 @@ class Orchestrator:
         execution_id = self.recorder.create_execution(
             self._contexts, recorder.DAG_EXECUTION_TYPE, properties, input_artifacts=input_ids
         )
-        frame.states[name] = RUNNING
+        frame.states[name] = results.RUNNING
         loop = _Loop(
             frame=frame, name=name, key=frame.child_key(name), component=component, execution_id=execution_id,
             display_name=properties["display_name"], item_input=item_input, items=items,
@@ -465,7 +388,7 @@ class Orchestrator:
     def _advance_loop(self, loop: _Loop) -> None:
         """Starts iterations while under the loop's parallelism limit; finishes the loop when all are final."""
         while loop.next_index < len(loop.items) and (loop.limit <= 0 or loop.running < loop.limit):
-            if self._interrupted or FAILED in loop.states.values():  # fail fast, as the loop's Argo DAG does
+            if self._interrupted or results.FAILED in loop.states.values():  # fail fast, as the loop's Argo DAG does
                 loop.not_started = len(loop.items) - loop.next_index
                 loop.next_index = len(loop.items)
                 break
@@ -504,22 +427,23 @@ class Orchestrator:
                         duration: float, error: str) -> None:
         loop.running -= 1
         loop.states[index] = state
-        if state in _SUCCEEDED:
+        if state in results.SUCCEEDED:
             loop.results[index] = produced
         key = f"{loop.key}/iteration-{index}"
-        self.results[key] = TaskResult(key, state, execution_id, _outputs_json(produced), duration, error)
+        self._task_results[key] = results.TaskResult(key, state, execution_id, results.outputs_json(produced),
+                                                     duration, error)
         self._advance_loop(loop)
 
     def _finish_loop(self, loop: _Loop) -> None:
         loop.finished = True
         failed = self._interrupted or loop.not_started > 0 or any(
-            state not in _SUCCEEDED for state in loop.states.values())
+            state not in results.SUCCEEDED for state in loop.states.values())
         produced = Produced() if failed else resolution.collect_iterations(
             loop.component, [loop.results[i] for i in sorted(loop.results)]
         )
-        state = FAILED if failed else COMPLETE
+        state = results.FAILED if failed else results.COMPLETE
         properties = {"outputs": produced.parameters} if produced.parameters else {}
-        self.recorder.publish_execution(self._contexts, loop.execution_id, _MLMD_STATE[state], properties)
+        self.recorder.publish_execution(self._contexts, loop.execution_id, results.MLMD_STATE[state], properties)
         self._child_done(loop.frame, loop.name, loop.key, loop.execution_id, state, produced,
                          time.monotonic() - loop.started, "")
 
@@ -562,14 +486,14 @@ class Orchestrator:
                 for a in arts
             ]
         queued.frame.outputs[queued.name] = produced
-        self._set_final(queued.frame, queued.name, key, CACHED, execution_id, _outputs_json(produced),
+        self._set_final(queued.frame, queued.name, key, results.CACHED, execution_id, results.outputs_json(produced),
                         cached_execution_id=cached.execution_id)
         return True
 
     def _launch_queued(self) -> None:
         """Starts queued container tasks while fewer than max_parallel run.
 
-        The execution is created only now, so RUNNING in the store means the process is really running. A queued
+        The execution is created only now, so results.RUNNING in the store means the process is really running. A queued
         task was started as far as the pipeline is concerned (on a cluster its pod would be running): a failure
         elsewhere does not drop it, or what runs would depend on --max-parallel. An interrupt drops it (not run,
         not recorded).
@@ -577,7 +501,7 @@ class Orchestrator:
         while self._queue and len(self._futures) < self.options.max_parallel:
             queued = self._queue.popleft()
             if self._interrupted:
-                queued.frame.states[queued.name] = NOT_RUN
+                queued.frame.states[queued.name] = results.NOT_RUN
                 self._advance(queued.frame)
             else:
                 self._launch(queued)
@@ -590,7 +514,7 @@ class Orchestrator:
         execution_id = self.recorder.create_execution(
             self._contexts, recorder.CONTAINER_EXECUTION_TYPE, properties, input_artifacts=queued.input_ids
         )
-        frame.states[name] = RUNNING
+        frame.states[name] = results.RUNNING
         task_dir = os.path.join(self.run_root, name, str(uuid.uuid4()))
         env = dict(self._task_env)
         env.update({variable.name: variable.value for variable in container.env})
@@ -646,8 +570,8 @@ class Orchestrator:
         if not outcome.succeeded and not outcome.canceled and self._retry(running, outcome):
             return
         if not outcome.succeeded:
-            state = CANCELED if outcome.canceled else FAILED
-            self.recorder.publish_execution(self._contexts, running.execution_id, _MLMD_STATE[state])
+            state = results.CANCELED if outcome.canceled else results.FAILED
+            self.recorder.publish_execution(self._contexts, running.execution_id, results.MLMD_STATE[state])
             self._set_final(frame, name, key, state, running.execution_id, duration=outcome.duration,
                             error=outcome.error, log_path=launch.log_path, attempts=running.attempt)
             self._advance(frame)
@@ -680,12 +604,12 @@ class Orchestrator:
                 for artifact, artifact_id in zip(artifacts, artifact_ids.get(output, []))
             ]
         frame.outputs[name] = produced
-        self._set_final(frame, name, key, COMPLETE, running.execution_id, _outputs_json(produced),
+        self._set_final(frame, name, key, results.COMPLETE, running.execution_id, results.outputs_json(produced),
                         outcome.duration, log_path=launch.log_path, attempts=running.attempt)
         self._advance(frame)
 
     def _retry(self, running: _Running, outcome: launcher.TaskOutcome) -> bool:
-        """Resubmits a failed task when its retry policy allows another attempt; the execution stays RUNNING."""
+        """Resubmits a failed task when its retry policy allows another attempt; the execution stays results.RUNNING."""
         policy = running.queued.task.retry_policy
         if self._interrupted or running.attempt > policy.max_retry_count:
             return False
@@ -736,7 +660,7 @@ class Orchestrator:
                                           metadata)
         produced = Produced(artifacts={output_key: [artifact]})
         frame.outputs[name] = produced
-        self._set_final(frame, name, key, COMPLETE, execution_id, _outputs_json(produced))
+        self._set_final(frame, name, key, results.COMPLETE, execution_id, results.outputs_json(produced))
 
 
 def _run_attempt(launch: launcher.TaskLaunch, attempt: int, delay: float) -> launcher.TaskOutcome:
@@ -753,16 +677,6 @@ def _with_digest(metadata: Dict[str, Any], uri: str) -> Dict[str, Any]:
     if digest is not None:
         metadata = dict(metadata, **{digests.DIGEST_PROPERTY: digest})
     return metadata
-
-
-def _outputs_json(produced: Produced) -> Dict[str, Dict[str, Any]]:
-    outputs: Dict[str, Dict[str, Any]] = {name: {"value": value} for name, value in produced.parameters.items()}
-    for name, artifacts in produced.artifacts.items():
-        if len(artifacts) == 1:
-            outputs[name] = {"artifact_id": artifacts[0].artifact_id, "uri": artifacts[0].uri}
-        elif artifacts:
-            outputs[name] = {"artifacts": [{"artifact_id": a.artifact_id, "uri": a.uri} for a in artifacts]}
-    return outputs
 
 
 def _typed_outputs(component: ComponentSpec, values: Mapping[str, Any]) -> Dict[str, Any]:

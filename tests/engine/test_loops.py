@@ -22,7 +22,7 @@ class _FinishedCounter(progress.Reporter):
 
 @dsl.pipeline(name="loop-of-skipped-iterations")
 def loop_of_skipped_iterations(mode: str = "fast"):
-    with dsl.ParallelFor([1, 2, 3]) as item:
+    with dsl.ParallelFor([1, 2, 3]):
         with dsl.If(mode == "slow"):
             pipelines.echo(text="never")
 
