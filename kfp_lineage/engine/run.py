@@ -13,6 +13,7 @@ from kfp_lineage.engine import results
 from kfp_lineage.engine import scheduler
 from kfp_lineage.ir import preflight
 from kfp_lineage.engine import progress
+from kfp_lineage.engine.exec import factory
 from kfp_lineage.mlmd import recorder
 from kfp_lineage.ir import spec
 from kfp_lineage.mlmd import store as store_module
@@ -69,9 +70,8 @@ def run_pipeline(
         raise errors.InvalidInputError(f"max_parallel must be at least 1, got {max_parallel}")
     if task_timeout is not None and task_timeout <= 0:
         raise errors.InvalidInputError(f"task_timeout must be positive, got {task_timeout}")
-    launcher = launcher or os.environ.get(LAUNCHER_ENV_VAR) or "fork"
-    if launcher not in ("fork", "subprocess"):
-        raise errors.InvalidInputError(f"launcher {launcher!r} is not known: use 'fork' or 'subprocess'")
+    launcher = launcher or os.environ.get(LAUNCHER_ENV_VAR) or factory.DEFAULT_HANDLER
+    factory.check_handler_name(launcher)
     run_id = run_id or run_ids.new_run_id(loaded.name)
     if not _RUN_ID.match(run_id):
         raise errors.InvalidInputError(

@@ -1,7 +1,8 @@
 """Scheduling a compiled pipeline's DAGs: conditions, loops, exit handlers, retries, caching and importers; ready
 tasks run in parallel, states roll up, and the recorder is told what happened.
 
-Knows neither SQL nor subprocess details: inputs are resolved in resolution.py, tasks launched by launcher.py,
+Knows neither SQL nor process details: inputs are resolved in resolution.py, tasks run by the run's task handler
+(exec/),
 records written by recorder.py.
 """
 
@@ -24,7 +25,10 @@ from kfp_lineage import errors
 from kfp_lineage.engine import caching
 from kfp_lineage.engine import results
 from kfp_lineage.ir import conditions
-from kfp_lineage.engine.exec import launcher
+from kfp_lineage.engine.exec import command
+from kfp_lineage.engine.exec import factory
+from kfp_lineage.engine.exec import handler
+from kfp_lineage.engine.exec import supervision
 from kfp_lineage.ir import preflight
 from kfp_lineage.engine import progress
 from kfp_lineage.mlmd import recorder
@@ -118,7 +122,7 @@ class _Running:
 
     queued: _QueuedTask
     execution_id: int
-    launch: launcher.TaskLaunch
+    launch: handler.TaskLaunch
     fingerprint: str
     attempt: int = 1
 
@@ -148,13 +152,13 @@ class Orchestrator:
         self._task_results: Dict[str, TaskResult] = {}
         self._futures: Dict[concurrent.futures.Future, _Running] = {}
         self._queue: Deque[_QueuedTask] = collections.deque()
-        self._processes = launcher.RunningProcesses()
+        self._processes = handler.RunningProcesses()
+        self._handler: Optional[handler.TaskHandler] = None
         self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._contexts: Optional[recorder.RunContexts] = None
         self._task_env: Dict[str, str] = {}
         self._cache_index: Optional[Dict[str, int]] = None
         self._root_result: Optional[TaskResult] = None
-        self._forkserver: Optional[launcher.forkserver_module.ForkServer] = None
 
     @property
     def _interrupted(self) -> bool:
@@ -173,10 +177,12 @@ class Orchestrator:
                                f"{dead.executions_failed} running executions FAILED")
         os.makedirs(self.scratch_root, exist_ok=True)
         self._task_env = dict(self.options.env)
-        self._task_env["PATH"] = launcher.python_shim_dir(self.scratch_root) + os.pathsep + self._task_env.get(
+        self._task_env["PATH"] = command.python_shim_dir(self.scratch_root) + os.pathsep + self._task_env.get(
             "PATH", os.defpath
         )
         self._task_env["PYTHONUNBUFFERED"] = "1"
+        self._handler = factory.create_handler(
+            self.options.launcher, handler.HandlerContext(self._task_env, self.scratch_root, self._processes))
         self.reporter.run_started(self.pipeline_name, self.options.run_id, self.store_label, self.run_root)
         root_execution = self.recorder.create_execution(
             self._contexts,
@@ -206,8 +212,7 @@ class Orchestrator:
                 self._launch_queued()
         finally:
             self._pool.shutdown(wait=True)
-            if self._forkserver is not None:
-                self._forkserver.close()
+            self._handler.close()
         root_result = self._root_result or results.TaskResult("", results.FAILED, root_execution)
         self.recorder.finish_run(self._contexts, results.FAILED if self._interrupted else root_result.state)
         if self._interrupted:
@@ -518,7 +523,7 @@ class Orchestrator:
         task_dir = os.path.join(self.run_root, name, str(uuid.uuid4()))
         env = dict(self._task_env)
         env.update({variable.name: variable.value for variable in container.env})
-        launch = launcher.TaskLaunch(
+        launch = handler.TaskLaunch(
             label=key,
             component_spec=component,
             container=container,
@@ -533,20 +538,12 @@ class Orchestrator:
             cwd=self.options.cwd,
             env=env,
             timeout=self.options.task_timeout,
-            processes=self._processes,
-            forkserver=self._get_forkserver(),
             secret_values=tuple(redaction.secret_values({**self.arguments, **queued.parameters})),
         )
         os.makedirs(os.path.dirname(launch.log_path), exist_ok=True)
         self.reporter.task_started(key)
         running = _Running(queued, execution_id, launch, str(queued.properties.get("cache_fingerprint", "")))
-        self._futures[self._pool.submit(launcher.run_task, launch)] = running
-
-    def _get_forkserver(self) -> Optional[launcher.forkserver_module.ForkServer]:
-        """The run's fork server, started at the first container task (None in subprocess mode)."""
-        if self.options.launcher == "fork" and self._forkserver is None:
-            self._forkserver = launcher.forkserver_module.ForkServer(env=self._task_env)
-        return self._forkserver
+        self._futures[self._pool.submit(self._handler.run, launch)] = running
 
     def _task_done(self, future: concurrent.futures.Future) -> None:
         running = self._futures.pop(future)
@@ -555,7 +552,7 @@ class Orchestrator:
         try:
             outcome = future.result()
         except Exception as e:  # a bug in launching, not in the task: record it, keep the store consistent
-            outcome = launcher.TaskOutcome(False, {}, {}, 0.0, error=f"could not run the task: {e!r}")
+            outcome = handler.TaskOutcome(False, {}, {}, 0.0, error=f"could not run the task: {e!r}")
             _log_launch_failure(launch, e)
         if outcome.succeeded:
             # A local output must stay under the run's directory; a URI with a scheme names a remote resource
@@ -563,7 +560,7 @@ class Orchestrator:
             escaped = [a.uri for arts in outcome.artifacts.values() for a in arts
                        if "://" not in a.uri and not _inside(a.uri, self.run_root)]
             if escaped:
-                outcome = launcher.TaskOutcome(
+                outcome = handler.TaskOutcome(
                     False, {}, {}, outcome.duration,
                     error=f"output URI {escaped[0]} is outside the run's directory {self.run_root}",
                 )
@@ -608,7 +605,7 @@ class Orchestrator:
                         outcome.duration, log_path=launch.log_path, attempts=running.attempt)
         self._advance(frame)
 
-    def _retry(self, running: _Running, outcome: launcher.TaskOutcome) -> bool:
+    def _retry(self, running: _Running, outcome: handler.TaskOutcome) -> bool:
         """Resubmits a failed task when its retry policy allows another attempt; the execution stays results.RUNNING."""
         policy = running.queued.task.retry_policy
         if self._interrupted or running.attempt > policy.max_retry_count:
@@ -624,7 +621,7 @@ class Orchestrator:
             f"{key}: attempt {running.attempt - 1} failed ({outcome.error}); attempt {running.attempt} of "
             f"{policy.max_retry_count + 1} in {delay:g} s"
         )
-        self._futures[self._pool.submit(_run_attempt, running.launch, running.attempt, delay)] = running
+        self._futures[self._pool.submit(_run_attempt, self._handler, running.launch, running.attempt, delay)] = running
         return True
 
     # Importers ----------------------------------------------------------------------------------------------------
@@ -663,12 +660,13 @@ class Orchestrator:
         self._set_final(frame, name, key, results.COMPLETE, execution_id, results.outputs_json(produced))
 
 
-def _run_attempt(launch: launcher.TaskLaunch, attempt: int, delay: float) -> launcher.TaskOutcome:
+def _run_attempt(task_handler: handler.TaskHandler, launch: handler.TaskLaunch, attempt: int,
+                 delay: float) -> handler.TaskOutcome:
     """Runs a retry after its backoff, marking the attempt in the task's log."""
     time.sleep(delay)
     with open(launch.log_path, "a") as log:
         log.write(f"\n--- kfp-lineage: attempt {attempt} ---\n")
-    return launcher.run_task(launch)
+    return task_handler.run(launch)
 
 
 def _with_digest(metadata: Dict[str, Any], uri: str) -> Dict[str, Any]:
@@ -714,13 +712,13 @@ def _resolve_placeholders(value: Any, parameters: Mapping[str, Any]) -> Any:
     return value
 
 
-def _log_launch_failure(launch: launcher.TaskLaunch, error: BaseException) -> None:
+def _log_launch_failure(launch: handler.TaskLaunch, error: BaseException) -> None:
     """Writes a launch failure's traceback to the task's log, which the error message names; secrets scrubbed."""
     try:
         with open(launch.log_path, "a", encoding="utf-8") as log:
             log.write("kfp-lineage could not run the task:\n")
             log.write("".join(traceback.format_exception(type(error), error, error.__traceback__)))
-        launcher.scrub_log(launch.log_path, launch.secret_values)
+        supervision.scrub_log(launch.log_path, launch.secret_values)
     except OSError:
         pass  # the error itself still reaches the run's report and MLMD
 

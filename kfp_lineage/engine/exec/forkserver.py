@@ -7,8 +7,9 @@ stderr going to the task's log. It then does exactly what the compiled command w
 component's source to a file and run `kfp.dsl.executor_main` on it.
 
 Tasks of any other shape (container components, another interpreter) are launched as plain subprocesses by
-launcher.py. Run the server with `python -m kfp_lineage.engine.exec.forkserver`; the protocol is one JSON object per line:
-requests on stdin, replies (`{"id", "pid"}` when a child started, `{"id", "returncode"}` when it ended) on stdout.
+fork_handler.py, which owns the run's server. Run the server with `python -m kfp_lineage.engine.exec.forkserver`;
+the protocol is one JSON object per line: requests on stdin, replies (`{"id", "pid"}` when a child started,
+`{"id", "returncode"}` when it ended) on stdout.
 """
 
 from __future__ import annotations
