@@ -1,9 +1,8 @@
 """Scheduling a compiled pipeline's DAGs: conditions, loops, exit handlers, retries, caching and importers; ready
 tasks run in parallel, states roll up, and the recorder is told what happened.
 
-Knows neither SQL nor process details: inputs are resolved in resolution.py, tasks run by the run's task handler
-(exec/),
-records written by recorder.py.
+Knows neither SQL nor process details: inputs are resolved in resolution.py, loop iterations counted in loops.py,
+tasks run by the run's task handler (exec/), records written by recorder.py.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import os
 import time
 import traceback
 import uuid
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
+from typing import Any, Deque, Dict, List, Mapping, Optional
 
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
@@ -23,6 +22,8 @@ from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from kfp_lineage import errors
 from kfp_lineage.engine import caching
+from kfp_lineage.engine import frames
+from kfp_lineage.engine import loops
 from kfp_lineage.engine import results
 from kfp_lineage.ir import conditions
 from kfp_lineage.engine.exec import command
@@ -49,64 +50,11 @@ _RUNS_AFTER_FAILURE = PipelineTaskSpec.TriggerPolicy.ALL_UPSTREAM_TASKS_COMPLETE
 RunOptions, TaskResult, RunResult = results.RunOptions, results.TaskResult, results.RunResult
 
 
-# on_done(state, produced, duration, error) of a DAG frame
-_DoneCallback = Callable[[str, Produced, float, str], None]
-
-
-@dataclasses.dataclass
-class _Frame:
-    """A DAG being run: the root, a sub-pipeline, a condition branch or one loop iteration."""
-
-    key: str
-    component: ComponentSpec
-    execution_id: int
-    parameters: Dict[str, Any]
-    artifacts: Dict[str, List[dataflow.InputArtifact]]
-    on_done: _DoneCallback
-    states: Dict[str, str] = dataclasses.field(default_factory=dict)
-    outputs: Dict[str, Produced] = dataclasses.field(default_factory=dict)
-    final_statuses: Dict[str, dataflow.FinalStatus] = dataclasses.field(default_factory=dict)
-    started: float = dataclasses.field(default_factory=time.monotonic)
-    finished: bool = False
-
-    @property
-    def tasks(self) -> Mapping[str, PipelineTaskSpec]:
-        return self.component.dag.tasks
-
-    def child_key(self, name: str) -> str:
-        return f"{self.key}/{name}" if self.key else name
-
-
-@dataclasses.dataclass
-class _Loop:
-    """A dsl.ParallelFor task: its items and iterations (each a DAG frame keyed `<loop>/iteration-<i>`)."""
-
-    frame: _Frame
-    name: str
-    key: str
-    component: ComponentSpec
-    execution_id: int
-    display_name: str
-    item_input: str
-    items: List[Any]
-    items_are_artifacts: bool
-    parameters: Dict[str, Any]
-    artifacts: Dict[str, List[dataflow.InputArtifact]]
-    limit: int
-    next_index: int = 0
-    running: int = 0
-    not_started: int = 0
-    states: Dict[int, str] = dataclasses.field(default_factory=dict)
-    results: Dict[int, Produced] = dataclasses.field(default_factory=dict)
-    started: float = dataclasses.field(default_factory=time.monotonic)
-    finished: bool = False
-
-
 @dataclasses.dataclass
 class _QueuedTask:
     """A container task whose inputs are resolved, waiting for a free slot."""
 
-    frame: _Frame
+    frame: frames.Frame
     name: str
     task: PipelineTaskSpec
     component: ComponentSpec
@@ -190,7 +138,7 @@ class Orchestrator:
             {"display_name": "", "task_name": "", "inputs": self.arguments},
             name=f"run/{self.options.run_id}",
         )
-        root = _Frame(
+        root = frames.Frame(
             key="", component=self.spec.root, execution_id=root_execution, parameters=dict(self.arguments),
             artifacts={}, on_done=self._root_done,
         )
@@ -237,7 +185,7 @@ class Orchestrator:
 
     # Scheduling ---------------------------------------------------------------------------------------------------
 
-    def _advance(self, frame: _Frame) -> None:
+    def _advance(self, frame: frames.Frame) -> None:
         """Starts every task of `frame` whose dependencies are final; finishes the frame when all tasks are final.
 
         Fails fast per DAG, as Argo does: once a task of this DAG has failed, only tasks that run after upstream
@@ -267,7 +215,7 @@ class Orchestrator:
         if not frame.finished and all(frame.states.get(name) in results.FINAL for name in frame.tasks):
             self._finish_frame(frame)
 
-    def _start_task(self, frame: _Frame, name: str, task: PipelineTaskSpec) -> None:
+    def _start_task(self, frame: frames.Frame, name: str, task: PipelineTaskSpec) -> None:
         key = frame.child_key(name)
         component = self.spec.components[task.component_ref.name]
         is_dag = component.WhichOneof("implementation") == "dag"
@@ -285,7 +233,7 @@ class Orchestrator:
             run_it = not task.trigger_policy.condition or conditions.evaluate_condition(
                 task.trigger_policy.condition, parameters
             )
-            loop = resolution.loop_items(task, parameters, artifacts) if task.WhichOneof("iterator") else None
+            items = resolution.loop_items(task, parameters, artifacts) if task.WhichOneof("iterator") else None
         except (resolution.TaskInputError, errors.LineageError) as e:
             execution_id = self.recorder.create_execution(
                 self._contexts, execution_type, properties, state=mlmd_pb.Execution.FAILED
@@ -299,15 +247,26 @@ class Orchestrator:
             self._set_final(frame, name, key, results.CANCELED, execution_id)
             return
         input_ids = {input_name: [a.artifact_id for a in arts] for input_name, arts in artifacts.items()}
-        if loop is not None:
-            self._start_loop(frame, name, task, component, properties, parameters, artifacts, input_ids, loop)
+        if items is not None:
+            properties["iteration_count"] = len(items[1])
+            properties["total_dag_tasks"] = len(items[1])
+            execution_id = self.recorder.create_execution(
+                self._contexts, recorder.DAG_EXECUTION_TYPE, properties, input_artifacts=input_ids
+            )
+            frame.states[name] = results.RUNNING
+            loop = loops.Loop(
+                name=name, key=key, component=component, execution_id=execution_id,
+                display_name=properties["display_name"], items=items, parameters=parameters, artifacts=artifacts,
+                limit=task.iterator_policy.parallelism_limit,
+            )
+            self._advance_loop(frame, loop)
         elif is_dag:
             properties["total_dag_tasks"] = len(component.dag.tasks)
             execution_id = self.recorder.create_execution(
                 self._contexts, execution_type, properties, input_artifacts=input_ids
             )
             frame.states[name] = results.RUNNING
-            child = _Frame(
+            child = frames.Frame(
                 key=key, component=component, execution_id=execution_id, parameters=parameters,
                 artifacts=artifacts,
                 on_done=lambda state, produced, duration, error: self._child_done(
@@ -322,7 +281,7 @@ class Orchestrator:
                 frame.states[name] = results.QUEUED
                 self._queue.append(queued)
 
-    def _child_done(self, frame: _Frame, name: str, key: str, execution_id: int, state: str, produced: Produced,
+    def _child_done(self, frame: frames.Frame, name: str, key: str, execution_id: int, state: str, produced: Produced,
                     duration: float, error: str) -> None:
         """A sub-DAG or loop finished: hand its outputs to the enclosing DAG and move that on."""
         if state in results.SUCCEEDED:
@@ -333,7 +292,7 @@ class Orchestrator:
     def _root_done(self, state: str, produced: Produced, duration: float, error: str) -> None:
         self._root_result = results.TaskResult("", state, None, results.outputs_json(produced), duration, error)
 
-    def _finish_frame(self, frame: _Frame) -> None:
+    def _finish_frame(self, frame: frames.Frame) -> None:
         """Publishes a DAG whose children are all final, then calls its on_done."""
         frame.finished = True
         failed = self._interrupted or any(
@@ -351,7 +310,7 @@ class Orchestrator:
 
     def _set_final(
         self,
-        frame: _Frame,
+        frame: frames.Frame,
         name: str,
         key: str,
         state: str,
@@ -369,88 +328,36 @@ class Orchestrator:
                                                      log_path, attempts, cached_execution_id)
         self.reporter.task_finished(key, state, duration, error, log_path)
 
-    # Loops ----------------------------------------------------------------------------------------------------------
+    # Loops --------------------------------------------------------------------------------------------------------
 
-    def _start_loop(self, frame: _Frame, name: str, task: PipelineTaskSpec, component: ComponentSpec,
-                    properties: Dict[str, Any], parameters: Dict[str, Any],
-                    artifacts: Dict[str, List[dataflow.InputArtifact]], input_ids: Dict[str, List[int]],
-                    loop_spec: Any) -> None:
-        item_input, items, items_are_artifacts = loop_spec
-        properties["iteration_count"] = len(items)
-        properties["total_dag_tasks"] = len(items)
-        execution_id = self.recorder.create_execution(
-            self._contexts, recorder.DAG_EXECUTION_TYPE, properties, input_artifacts=input_ids
-        )
-        frame.states[name] = results.RUNNING
-        loop = _Loop(
-            frame=frame, name=name, key=frame.child_key(name), component=component, execution_id=execution_id,
-            display_name=properties["display_name"], item_input=item_input, items=items,
-            items_are_artifacts=items_are_artifacts, parameters=parameters, artifacts=artifacts,
-            limit=task.iterator_policy.parallelism_limit,
-        )
-        self._advance_loop(loop)
-
-    def _advance_loop(self, loop: _Loop) -> None:
-        """Starts iterations while under the loop's parallelism limit; finishes the loop when all are final."""
-        while loop.next_index < len(loop.items) and (loop.limit <= 0 or loop.running < loop.limit):
-            if self._interrupted or results.FAILED in loop.states.values():  # fail fast, as the loop's Argo DAG does
-                loop.not_started = len(loop.items) - loop.next_index
-                loop.next_index = len(loop.items)
-                break
-            index = loop.next_index
-            loop.next_index += 1
-            loop.running += 1
-            parameters, artifacts = dict(loop.parameters), dict(loop.artifacts)
-            if loop.items_are_artifacts:
-                artifacts[loop.item_input] = [loop.items[index]]
-            else:
-                parameters[loop.item_input] = loop.items[index]
-            properties = {
-                "display_name": f"{loop.display_name}-iteration-{index}",
-                "task_name": loop.name,
-                "parent_dag_id": loop.execution_id,
-                "iteration_index": index,
-                "inputs": parameters,
-                "total_dag_tasks": len(loop.component.dag.tasks),
-            }
-            input_ids = {n: [a.artifact_id for a in arts] for n, arts in artifacts.items()}
+    def _advance_loop(self, frame: frames.Frame, loop: loops.Loop) -> None:
+        """Starts the loop's iterations it allows now, each a DAG execution and frame; finishes the loop (once,
+        though an iteration that ends while it starts re-enters here) when every iteration ended."""
+        while (iteration := loop.next_iteration(self._interrupted)) is not None:
             execution_id = self.recorder.create_execution(
-                self._contexts, recorder.DAG_EXECUTION_TYPE, properties, input_artifacts=input_ids
+                self._contexts, recorder.DAG_EXECUTION_TYPE, iteration.properties, input_artifacts=iteration.input_ids
             )
-            iteration = _Frame(
-                key=f"{loop.key}/iteration-{index}", component=loop.component, execution_id=execution_id,
-                parameters=parameters, artifacts=artifacts,
-                on_done=lambda state, produced, duration, error, index=index, execution_id=execution_id: (
-                    self._iteration_done(loop, index, execution_id, state, produced, duration, error)),
+            child = frames.Frame(
+                key=iteration.key, component=loop.component, execution_id=execution_id,
+                parameters=iteration.parameters, artifacts=iteration.artifacts,
+                on_done=lambda state, produced, duration, error, index=iteration.index, execution_id=execution_id: (
+                    self._iteration_done(frame, loop, index, execution_id, state, produced, duration, error)),
             )
-            self._advance(iteration)
-        # An iteration that ends while it starts (false conditions, cache hits) re-enters here: finish once.
-        if loop.running == 0 and loop.next_index >= len(loop.items) and not loop.finished:
-            self._finish_loop(loop)
+            self._advance(child)
+        if loop.ready_to_finish:
+            state, produced = loop.finish(self._interrupted)
+            properties = {"outputs": produced.parameters} if produced.parameters else {}
+            self.recorder.publish_execution(self._contexts, loop.execution_id, results.MLMD_STATE[state], properties)
+            self._child_done(frame, loop.name, loop.key, loop.execution_id, state, produced,
+                             time.monotonic() - loop.started, "")
 
-    def _iteration_done(self, loop: _Loop, index: int, execution_id: int, state: str, produced: Produced,
-                        duration: float, error: str) -> None:
-        loop.running -= 1
-        loop.states[index] = state
-        if state in results.SUCCEEDED:
-            loop.results[index] = produced
-        key = f"{loop.key}/iteration-{index}"
+    def _iteration_done(self, frame: frames.Frame, loop: loops.Loop, index: int, execution_id: int, state: str,
+                        produced: dataflow.Produced, duration: float, error: str) -> None:
+        loop.iteration_done(index, state, produced)
+        key = loop.iteration_key(index)
         self._task_results[key] = results.TaskResult(key, state, execution_id, results.outputs_json(produced),
                                                      duration, error)
-        self._advance_loop(loop)
-
-    def _finish_loop(self, loop: _Loop) -> None:
-        loop.finished = True
-        failed = self._interrupted or loop.not_started > 0 or any(
-            state not in results.SUCCEEDED for state in loop.states.values())
-        produced = Produced() if failed else resolution.collect_iterations(
-            loop.component, [loop.results[i] for i in sorted(loop.results)]
-        )
-        state = results.FAILED if failed else results.COMPLETE
-        properties = {"outputs": produced.parameters} if produced.parameters else {}
-        self.recorder.publish_execution(self._contexts, loop.execution_id, results.MLMD_STATE[state], properties)
-        self._child_done(loop.frame, loop.name, loop.key, loop.execution_id, state, produced,
-                         time.monotonic() - loop.started, "")
+        self._advance_loop(frame, loop)
 
     # Container tasks --------------------------------------------------------------------------------------------
 
@@ -626,7 +533,7 @@ class Orchestrator:
 
     # Importers ----------------------------------------------------------------------------------------------------
 
-    def _run_importer(self, frame: _Frame, name: str, component: ComponentSpec, properties: Dict[str, Any],
+    def _run_importer(self, frame: frames.Frame, name: str, component: ComponentSpec, properties: Dict[str, Any],
                       parameters: Dict[str, Any]) -> None:
         """dsl.importer: a system.ImporterExecution whose OUTPUT is the imported artifact, reusing an existing
         artifact with the same URI, type and metadata in this pipeline unless reimport is set (as the backend)."""
