@@ -2,7 +2,7 @@
 tasks run in parallel, states roll up, and the recorder is told what happened.
 
 Knows neither SQL nor process details: inputs are resolved in resolution.py, loop iterations counted in loops.py,
-tasks run by the run's task handler (exec/), records written by recorder.py.
+importers recorded by importer.py, tasks run by the run's task handler (exec/), records written by recorder.py.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 from kfp_lineage import errors
 from kfp_lineage.engine import caching
 from kfp_lineage.engine import frames
+from kfp_lineage.engine import importer
 from kfp_lineage.engine import loops
 from kfp_lineage.engine import results
+from kfp_lineage.engine import reuse
 from kfp_lineage.ir import conditions
 from kfp_lineage.engine.exec import command
 from kfp_lineage.engine.exec import factory
@@ -37,7 +39,6 @@ from kfp_lineage.mlmd import recovery
 from kfp_lineage.ir import resolution
 from kfp_lineage import digests
 from kfp_lineage import redaction
-from kfp_lineage.ir import spec as spec_module
 from kfp_lineage.ir import dataflow
 
 PipelineTaskSpec = pipeline_spec_pb2.PipelineTaskSpec
@@ -274,7 +275,11 @@ class Orchestrator:
             )
             self._advance(child)
         elif self.deployment.executors[component.executor_label].WhichOneof("spec") == "importer":
-            self._run_importer(frame, name, component, properties, parameters)
+            importer_spec = self.deployment.executors[component.executor_label].importer
+            execution_id, produced = importer.run_importer(self.recorder, self._contexts, importer_spec, component,
+                                                           properties, parameters)
+            frame.outputs[name] = produced
+            self._set_final(frame, name, key, results.COMPLETE, execution_id, results.outputs_json(produced))
         else:
             queued = _QueuedTask(frame, name, task, component, parameters, artifacts, properties, input_ids)
             if not self._serve_from_cache(queued):
@@ -389,14 +394,10 @@ class Orchestrator:
             input_artifacts=queued.input_ids,
             reused_output_artifacts={k: [a.id for a in arts] for k, arts in cached.artifacts.items()},
         )
-        produced = Produced(parameters=_typed_outputs(queued.component, cached.outputs))
+        produced = Produced(parameters=reuse.typed_outputs(queued.component, cached.outputs))
         for output, arts in cached.artifacts.items():
-            produced.artifacts[output] = [
-                dataflow.InputArtifact(  # ml-metadata fills in a stored artifact's type name
-                    artifact_id=a.id, schema_title=a.type, schema_version=_version_of(queued.component, output),
-                    uri=a.uri, metadata=_artifact_metadata(a))
-                for a in arts
-            ]
+            version = reuse.output_schema_version(queued.component, output)
+            produced.artifacts[output] = [reuse.input_artifact(a, version) for a in arts]
         queued.frame.outputs[queued.name] = produced
         self._set_final(queued.frame, queued.name, key, results.CACHED, execution_id, results.outputs_json(produced),
                         cached_execution_id=cached.execution_id)
@@ -531,41 +532,6 @@ class Orchestrator:
         self._futures[self._pool.submit(_run_attempt, self._handler, running.launch, running.attempt, delay)] = running
         return True
 
-    # Importers ----------------------------------------------------------------------------------------------------
-
-    def _run_importer(self, frame: frames.Frame, name: str, component: ComponentSpec, properties: Dict[str, Any],
-                      parameters: Dict[str, Any]) -> None:
-        """dsl.importer: a system.ImporterExecution whose OUTPUT is the imported artifact, reusing an existing
-        artifact with the same URI, type and metadata in this pipeline unless reimport is set (as the backend)."""
-        key = frame.child_key(name)
-        importer = self.deployment.executors[component.executor_label].importer
-        source = importer.artifact_uri
-        if source.WhichOneof("value") == "runtime_parameter":
-            uri = str(parameters.get(source.runtime_parameter, ""))
-        else:
-            uri = str(json_format.MessageToDict(source.constant))
-        metadata = _resolve_placeholders(json_format.MessageToDict(importer.metadata), parameters)
-        [output_key] = list(component.output_definitions.artifacts) or ["artifact"]
-        schema_title = importer.type_schema.schema_title
-        existing = None if importer.reimport else self.recorder.find_importable(
-            self._contexts, uri, schema_title, metadata)
-        if existing is not None:
-            execution_id, ids = self.recorder.record_finished_execution(
-                self._contexts, recorder.IMPORTER_EXECUTION_TYPE, properties, mlmd_pb.Execution.COMPLETE,
-                reused_output_artifacts={output_key: [existing.id]},
-            )
-            metadata = _artifact_metadata(existing)
-        else:
-            execution_id, ids = self.recorder.record_finished_execution(
-                self._contexts, recorder.IMPORTER_EXECUTION_TYPE, properties, mlmd_pb.Execution.COMPLETE,
-                output_artifacts={output_key: [recorder.OutputArtifact(schema_title, uri, metadata, output_key)]},
-            )
-        artifact = dataflow.InputArtifact(ids[output_key][0], schema_title, importer.type_schema.schema_version, uri,
-                                          metadata)
-        produced = Produced(artifacts={output_key: [artifact]})
-        frame.outputs[name] = produced
-        self._set_final(frame, name, key, results.COMPLETE, execution_id, results.outputs_json(produced))
-
 
 def _run_attempt(task_handler: handler.TaskHandler, launch: handler.TaskLaunch, attempt: int,
                  delay: float) -> handler.TaskOutcome:
@@ -582,41 +548,6 @@ def _with_digest(metadata: Dict[str, Any], uri: str) -> Dict[str, Any]:
     if digest is not None:
         metadata = dict(metadata, **{digests.DIGEST_PROPERTY: digest})
     return metadata
-
-
-def _typed_outputs(component: ComponentSpec, values: Mapping[str, Any]) -> Dict[str, Any]:
-    """Output parameters read back from MLMD (where every number is a double) with the types the task declared."""
-    typed: Dict[str, Any] = {}
-    for name, value in values.items():
-        definition = component.output_definitions.parameters.get(name)
-        if isinstance(value, (list, dict)):
-            value = dataflow.whole_numbers_as_ints(value)
-        elif definition is not None and definition.parameter_type == spec_module.ParameterType.NUMBER_INTEGER:
-            value = int(value)
-        typed[name] = value
-    return typed
-
-
-def _artifact_metadata(artifact: mlmd_pb.Artifact) -> Dict[str, Any]:
-    """An MLMD artifact's metadata as a task sees it (our bookkeeping properties left out)."""
-    return {k: recorder.value_to_python(v) for k, v in artifact.custom_properties.items()
-            if k not in ("display_name", "store_session_info", digests.DIGEST_PROPERTY)}
-
-
-def _version_of(component: ComponentSpec, output: str) -> str:
-    definition = component.output_definitions.artifacts.get(output)
-    return definition.artifact_type.schema_version if definition is not None else ""
-
-
-def _resolve_placeholders(value: Any, parameters: Mapping[str, Any]) -> Any:
-    """Replaces `{{$.inputs.parameters['name']}}` in importer metadata keys and values with parameter values."""
-    if isinstance(value, dict):
-        return {_resolve_placeholders(k, parameters): _resolve_placeholders(v, parameters) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve_placeholders(v, parameters) for v in value]
-    if isinstance(value, str) and value.startswith("{{$.inputs.parameters['") and value.endswith("']}}"):
-        return parameters.get(value[len("{{$.inputs.parameters['"):-len("']}}")], value)
-    return value
 
 
 def _log_launch_failure(launch: handler.TaskLaunch, error: BaseException) -> None:
