@@ -96,7 +96,7 @@ def run_pipeline(
         enable_cache=enable_cache,
         launcher=launcher,
     )
-    runner = scheduler.Orchestrator(
+    runner = scheduler.Scheduler(
         loaded.spec, values, recorder.Recorder(metadata_store), options, reporter, store_label=url.redacted
     )
     return runner.run()
