@@ -17,8 +17,8 @@ _EXPORTS = {
     # running
     "run_pipeline": "kfp_lineage.engine.run",
     "load_pipeline": "kfp_lineage.ir.spec",
-    "RunResult": "kfp_lineage.engine.scheduler",
-    "TaskResult": "kfp_lineage.engine.scheduler",
+    "RunResult": "kfp_lineage.engine.results",
+    "TaskResult": "kfp_lineage.engine.results",
     # reading lineage
     "find_artifact": "kfp_lineage.lineage.references",
     "trace": "kfp_lineage.lineage.walk",

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from kfp_lineage.engine.exec import launcher
+from kfp_lineage.engine.exec import handler
 from kfp_lineage import redaction
 from kfp_lineage.ir import spec as spec_module
 from kfp_lineage.ir import dataflow
@@ -20,7 +20,7 @@ from kfp_lineage.ir import dataflow
 
 def fingerprint(
     component: pipeline_spec_pb2.ComponentSpec,
-    container: launcher.ContainerSpec,
+    container: handler.ContainerSpec,
     parameters: Mapping[str, Any],
     artifacts: Mapping[str, Sequence[dataflow.InputArtifact]],
     cache_key: str = "",

@@ -9,9 +9,11 @@ from typing import Any, Mapping, Optional, Union
 from kfp.dsl import base_component
 
 from kfp_lineage import errors, run_ids
-from kfp_lineage.engine import scheduler as orchestrator
+from kfp_lineage.engine import results
+from kfp_lineage.engine import scheduler
 from kfp_lineage.ir import preflight
 from kfp_lineage.engine import progress
+from kfp_lineage.engine.exec import factory
 from kfp_lineage.mlmd import recorder
 from kfp_lineage.ir import spec
 from kfp_lineage.mlmd import store as store_module
@@ -35,7 +37,7 @@ def run_pipeline(
     reporter: Optional[progress.Reporter] = None,
     env: Optional[Mapping[str, str]] = None,
     cwd: Optional[str] = None,
-) -> orchestrator.RunResult:
+) -> results.RunResult:
     """Runs a compiled pipeline on this machine and records its lineage in an ml-metadata store.
 
     Args:
@@ -68,9 +70,8 @@ def run_pipeline(
         raise errors.InvalidInputError(f"max_parallel must be at least 1, got {max_parallel}")
     if task_timeout is not None and task_timeout <= 0:
         raise errors.InvalidInputError(f"task_timeout must be positive, got {task_timeout}")
-    launcher = launcher or os.environ.get(LAUNCHER_ENV_VAR) or "fork"
-    if launcher not in ("fork", "subprocess"):
-        raise errors.InvalidInputError(f"launcher {launcher!r} is not known: use 'fork' or 'subprocess'")
+    launcher = launcher or os.environ.get(LAUNCHER_ENV_VAR) or factory.DEFAULT_HANDLER
+    factory.check_handler_name(launcher)
     run_id = run_id or run_ids.new_run_id(loaded.name)
     if not _RUN_ID.match(run_id):
         raise errors.InvalidInputError(
@@ -85,7 +86,7 @@ def run_pipeline(
         reporter.warn(f"a task asks for {problem.describe()}; running with the installed version")
     url = store if isinstance(store, store_module.StoreURL) else store_module.parse_store_url(store)
     metadata_store = store_module.open_store(url)
-    options = orchestrator.RunOptions(
+    options = results.RunOptions(
         pipeline_root=os.path.abspath(pipeline_root or DEFAULT_PIPELINE_ROOT),
         run_id=run_id,
         max_parallel=max_parallel or os.cpu_count() or 1,
@@ -95,7 +96,7 @@ def run_pipeline(
         enable_cache=enable_cache,
         launcher=launcher,
     )
-    runner = orchestrator.Orchestrator(
+    runner = scheduler.Scheduler(
         loaded.spec, values, recorder.Recorder(metadata_store), options, reporter, store_label=url.redacted
     )
     return runner.run()

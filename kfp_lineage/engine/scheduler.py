@@ -1,207 +1,48 @@
-"""Scheduling a compiled pipeline's DAGs: conditions, loops, exit handlers, retries, caching and importers; ready
-tasks run in parallel, states roll up, and the recorder is told what happened.
+"""Scheduling a compiled pipeline's DAGs: dependencies, conditions, fail-fast, exit handlers; tasks are started
+as they become ready, DAG states roll up, and the recorder is told what happened.
 
-Knows neither SQL nor subprocess details: inputs are resolved in resolution.py, tasks launched by launcher.py,
-records written by recorder.py.
+Ties the engine together and owns none of the details: inputs are resolved in ir/resolution.py, loops are
+loops.py, cache hits cache_hits.py, importers importer.py, container tasks container_tasks.py (which runs them
+through the run's task handler from exec/), records are written by mlmd/recorder.py.
 """
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
-import dataclasses
 import os
 import time
-import traceback
-import uuid
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
-from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from kfp_lineage import errors
-from kfp_lineage.engine import caching
-from kfp_lineage.ir import conditions
-from kfp_lineage.engine.exec import launcher
-from kfp_lineage.ir import preflight
+from kfp_lineage.engine import cache_hits
+from kfp_lineage.engine import container_tasks
+from kfp_lineage.engine import frames
+from kfp_lineage.engine import importer
+from kfp_lineage.engine import loops
 from kfp_lineage.engine import progress
+from kfp_lineage.engine import results
+from kfp_lineage.engine.exec import command
+from kfp_lineage.engine.exec import factory
+from kfp_lineage.engine.exec import handler
+from kfp_lineage.ir import conditions
+from kfp_lineage.ir import dataflow
+from kfp_lineage.ir import preflight
+from kfp_lineage.ir import resolution
 from kfp_lineage.mlmd import recorder
 from kfp_lineage.mlmd import recovery
-from kfp_lineage.ir import resolution
-from kfp_lineage import digests
-from kfp_lineage import redaction
-from kfp_lineage.ir import spec as spec_module
-from kfp_lineage.ir import dataflow
 
 PipelineTaskSpec = pipeline_spec_pb2.PipelineTaskSpec
 ComponentSpec = pipeline_spec_pb2.ComponentSpec
-Produced = dataflow.Produced
 
-COMPLETE, FAILED, CANCELED, CACHED, NOT_RUN = "COMPLETE", "FAILED", "CANCELED", "CACHED", "NOT_RUN"
-QUEUED, RUNNING = "QUEUED", "RUNNING"
-_FINAL = (COMPLETE, FAILED, CANCELED, CACHED, NOT_RUN)
-_SUCCEEDED = (COMPLETE, CACHED)
-_MLMD_STATE = {
-    COMPLETE: mlmd_pb.Execution.COMPLETE,
-    FAILED: mlmd_pb.Execution.FAILED,
-    CANCELED: mlmd_pb.Execution.CANCELED,
-    CACHED: mlmd_pb.Execution.CACHED,
-}
 _RUNS_AFTER_FAILURE = PipelineTaskSpec.TriggerPolicy.ALL_UPSTREAM_TASKS_COMPLETED
 
-
-@dataclasses.dataclass(frozen=True)
-class RunOptions:
-    """How to run: where outputs go, the run id, parallelism, caching, and the task environment."""
-
-    pipeline_root: str
-    run_id: str
-    max_parallel: int
-    cwd: str
-    env: Mapping[str, str]
-    task_timeout: Optional[float] = None
-    enable_cache: bool = True
-    launcher: str = "fork"  # "fork": Python tasks fork from a warm server; "subprocess": every task a new process
+# The old import path of the public result types, kept for one release.
+RunOptions, TaskResult, RunResult = results.RunOptions, results.TaskResult, results.RunResult
 
 
-@dataclasses.dataclass
-class TaskResult:
-    """One task's final record in a run (container tasks, DAGs, loop iterations alike)."""
-
-    key: str
-    state: str
-    execution_id: Optional[int]
-    outputs: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
-    duration: float = 0.0
-    error: str = ""
-    log_path: str = ""
-    attempts: int = 0
-    cached_execution_id: Optional[int] = None
-
-    def to_json(self) -> Dict[str, Any]:
-        data: Dict[str, Any] = {"state": self.state, "execution_id": self.execution_id, "outputs": self.outputs}
-        if self.error:
-            data["error"] = self.error
-        if self.log_path:
-            data["log"] = self.log_path
-        if self.attempts > 1:
-            data["attempts"] = self.attempts
-        if self.cached_execution_id is not None:
-            data["cached_execution_id"] = self.cached_execution_id
-        return data
-
-
-@dataclasses.dataclass
-class RunResult:
-    """The outcome of a run, as `kfp-lineage run --json` prints it."""
-
-    run_id: str
-    pipeline_name: str
-    state: str
-    store: str
-    pipeline_root: str
-    run_root: str
-    root_execution_id: int
-    duration: float
-    tasks: Dict[str, TaskResult]
-    outputs: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
-
-    @property
-    def succeeded(self) -> bool:
-        return self.state == COMPLETE
-
-    def to_json(self) -> Dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "pipeline": self.pipeline_name,
-            "state": self.state,
-            "store": self.store,
-            "pipeline_root": self.pipeline_root,
-            "duration_seconds": round(self.duration, 3),
-            "outputs": self.outputs,
-            "tasks": {key: task.to_json() for key, task in self.tasks.items()},
-        }
-
-
-# on_done(state, produced, duration, error) of a DAG frame
-_DoneCallback = Callable[[str, Produced, float, str], None]
-
-
-@dataclasses.dataclass
-class _Frame:
-    """A DAG being run: the root, a sub-pipeline, a condition branch or one loop iteration."""
-
-    key: str
-    component: ComponentSpec
-    execution_id: int
-    parameters: Dict[str, Any]
-    artifacts: Dict[str, List[dataflow.InputArtifact]]
-    on_done: _DoneCallback
-    states: Dict[str, str] = dataclasses.field(default_factory=dict)
-    outputs: Dict[str, Produced] = dataclasses.field(default_factory=dict)
-    final_statuses: Dict[str, dataflow.FinalStatus] = dataclasses.field(default_factory=dict)
-    started: float = dataclasses.field(default_factory=time.monotonic)
-    finished: bool = False
-
-    @property
-    def tasks(self) -> Mapping[str, PipelineTaskSpec]:
-        return self.component.dag.tasks
-
-    def child_key(self, name: str) -> str:
-        return f"{self.key}/{name}" if self.key else name
-
-
-@dataclasses.dataclass
-class _Loop:
-    """A dsl.ParallelFor task: its items and iterations (each a DAG frame keyed `<loop>/iteration-<i>`)."""
-
-    frame: _Frame
-    name: str
-    key: str
-    component: ComponentSpec
-    execution_id: int
-    display_name: str
-    item_input: str
-    items: List[Any]
-    items_are_artifacts: bool
-    parameters: Dict[str, Any]
-    artifacts: Dict[str, List[dataflow.InputArtifact]]
-    limit: int
-    next_index: int = 0
-    running: int = 0
-    not_started: int = 0
-    states: Dict[int, str] = dataclasses.field(default_factory=dict)
-    results: Dict[int, Produced] = dataclasses.field(default_factory=dict)
-    started: float = dataclasses.field(default_factory=time.monotonic)
-
-
-@dataclasses.dataclass
-class _QueuedTask:
-    """A container task whose inputs are resolved, waiting for a free slot."""
-
-    frame: _Frame
-    name: str
-    task: PipelineTaskSpec
-    component: ComponentSpec
-    parameters: Dict[str, Any]
-    artifacts: Dict[str, List[dataflow.InputArtifact]]
-    properties: Dict[str, Any]
-    input_ids: Dict[str, List[int]]
-
-
-@dataclasses.dataclass
-class _Running:
-    """A submitted container task."""
-
-    queued: _QueuedTask
-    execution_id: int
-    launch: launcher.TaskLaunch
-    fingerprint: str
-    attempt: int = 1
-
-
-class Orchestrator:
+class Scheduler:
     """Runs one pipeline run to completion; use once."""
 
     def __init__(
@@ -209,10 +50,11 @@ class Orchestrator:
         pipeline_spec: pipeline_spec_pb2.PipelineSpec,
         arguments: Mapping[str, Any],
         record: recorder.Recorder,
-        options: RunOptions,
+        options: results.RunOptions,
         reporter: progress.Reporter,
         store_label: str,
     ):
+        factory.check_handler_name(options.launcher)  # refused before anything is written
         self.spec = pipeline_spec
         self.deployment = preflight.deployment_config(pipeline_spec)
         self.arguments = dict(arguments)
@@ -223,22 +65,18 @@ class Orchestrator:
         self.pipeline_name = pipeline_spec.pipeline_info.name
         self.run_root = os.path.join(options.pipeline_root, self.pipeline_name, options.run_id)
         self.scratch_root = os.path.join(self.run_root, ".kfp-lineage")
-        self.results: Dict[str, TaskResult] = {}
-        self._futures: Dict[concurrent.futures.Future, _Running] = {}
-        self._queue: Deque[_QueuedTask] = collections.deque()
-        self._processes = launcher.RunningProcesses()
-        self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._task_results: Dict[str, results.TaskResult] = {}
+        self._processes = handler.RunningProcesses()
         self._contexts: Optional[recorder.RunContexts] = None
-        self._task_env: Dict[str, str] = {}
-        self._cache_index: Optional[Dict[str, int]] = None
-        self._root_result: Optional[TaskResult] = None
-        self._forkserver: Optional[launcher.forkserver_module.ForkServer] = None
+        self._cache: Optional[cache_hits.CacheHits] = None
+        self._tasks: Optional[container_tasks.TaskRunner] = None
+        self._root_result: Optional[results.TaskResult] = None
 
     @property
     def _interrupted(self) -> bool:
         return self._processes.canceled
 
-    def run(self) -> RunResult:
+    def run(self) -> results.RunResult:
         """Runs every task and records the run; returns when the root DAG is final.
 
         Raises:
@@ -250,11 +88,10 @@ class Orchestrator:
             self.reporter.warn(f"run {dead.run_id} was left unfinished by a killed runner: marked its "
                                f"{dead.executions_failed} running executions FAILED")
         os.makedirs(self.scratch_root, exist_ok=True)
-        self._task_env = dict(self.options.env)
-        self._task_env["PATH"] = launcher.python_shim_dir(self.scratch_root) + os.pathsep + self._task_env.get(
-            "PATH", os.defpath
-        )
-        self._task_env["PYTHONUNBUFFERED"] = "1"
+        task_env = dict(self.options.env)
+        task_env["PATH"] = command.python_shim_dir(self.scratch_root) + os.pathsep + task_env.get("PATH", os.defpath)
+        task_env["PYTHONUNBUFFERED"] = "1"
+        self._cache = cache_hits.CacheHits(self.recorder, self._contexts, self.reporter, self.options.enable_cache)
         self.reporter.run_started(self.pipeline_name, self.options.run_id, self.store_label, self.run_root)
         root_execution = self.recorder.create_execution(
             self._contexts,
@@ -262,17 +99,23 @@ class Orchestrator:
             {"display_name": "", "task_name": "", "inputs": self.arguments},
             name=f"run/{self.options.run_id}",
         )
-        root = _Frame(
+        root = frames.Frame(
             key="", component=self.spec.root, execution_id=root_execution, parameters=dict(self.arguments),
             artifacts={}, on_done=self._root_done,
         )
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.options.max_parallel)
+        task_handler = factory.create_handler(
+            self.options.launcher, handler.HandlerContext(task_env, self.scratch_root, self._processes))
+        self._tasks = container_tasks.TaskRunner(
+            task_handler=task_handler, processes=self._processes, record=self.recorder, contexts=self._contexts,
+            reporter=self.reporter, options=self.options, pipeline_name=self.pipeline_name, run_root=self.run_root,
+            scratch_root=self.scratch_root, task_env=task_env, arguments=self.arguments,
+        )
         try:
             self._advance(root)
-            self._launch_queued()
-            while self._futures:
+            self._start_ready_tasks()
+            while self._tasks.busy:
                 try:
-                    done, _ = concurrent.futures.wait(self._futures, return_when=concurrent.futures.FIRST_COMPLETED)
+                    done = self._tasks.wait()
                 except KeyboardInterrupt:
                     # Stop every running task, start nothing new, and keep draining so each execution and DAG
                     # still gets a final state; then let the interrupt through.
@@ -280,22 +123,22 @@ class Orchestrator:
                     self.reporter.warn("interrupted: stopping running tasks")
                     continue
                 for future in done:
-                    self._task_done(future)
-                self._launch_queued()
+                    finished = self._tasks.collect(future)
+                    if finished is not None:
+                        self._container_done(finished)
+                self._start_ready_tasks()
         finally:
-            self._pool.shutdown(wait=True)
-            if self._forkserver is not None:
-                self._forkserver.close()
-        root_result = self._root_result or TaskResult("", FAILED, root_execution)
-        self.recorder.finish_run(self._contexts, FAILED if self._interrupted else root_result.state)
+            self._tasks.close()
+        root_result = self._root_result or results.TaskResult("", results.FAILED, root_execution)
+        self.recorder.finish_run(self._contexts, results.FAILED if self._interrupted else root_result.state)
         if self._interrupted:
             raise KeyboardInterrupt
         counts: Dict[str, int] = {}
-        for task in self.results.values():
+        for task in self._task_results.values():
             counts[task.state] = counts.get(task.state, 0) + 1
         duration = time.monotonic() - started
         self.reporter.run_finished(root_result.state, duration, counts)
-        return RunResult(
+        return results.RunResult(
             run_id=self.options.run_id,
             pipeline_name=self.pipeline_name,
             state=root_result.state,
@@ -304,13 +147,13 @@ class Orchestrator:
             run_root=self.run_root,
             root_execution_id=root_execution,
             duration=duration,
-            tasks=self.results,
+            tasks=self._task_results,
             outputs=root_result.outputs,
         )
 
-    # Scheduling ---------------------------------------------------------------------------------------------------
+    # DAGs ---------------------------------------------------------------------------------------------------------
 
-    def _advance(self, frame: _Frame) -> None:
+    def _advance(self, frame: frames.Frame) -> None:
         """Starts every task of `frame` whose dependencies are final; finishes the frame when all tasks are final.
 
         Fails fast per DAG, as Argo does: once a task of this DAG has failed, only tasks that run after upstream
@@ -324,22 +167,25 @@ class Orchestrator:
                 if name in frame.states:
                     continue
                 runs_after_failure = task.trigger_policy.strategy == _RUNS_AFTER_FAILURE
-                if self._interrupted or (not runs_after_failure and FAILED in frame.states.values()):
-                    frame.states[name] = NOT_RUN
+                if self._interrupted or (not runs_after_failure and results.FAILED in frame.states.values()):
+                    frame.states[name] = results.NOT_RUN
                     progressed = True
                     continue
                 dependency_states = [frame.states.get(dep) for dep in task.dependent_tasks]
-                if any(state not in _FINAL for state in dependency_states):
+                if any(state not in results.FINAL for state in dependency_states):
                     continue
-                if not runs_after_failure and any(state in (FAILED, NOT_RUN) for state in dependency_states):
-                    frame.states[name] = NOT_RUN
+                failed_upstream = any(state in (results.FAILED, results.NOT_RUN) for state in dependency_states)
+                if not runs_after_failure and failed_upstream:
+                    frame.states[name] = results.NOT_RUN
                 else:
                     self._start_task(frame, name, task)
                 progressed = True
-        if not frame.finished and all(frame.states.get(name) in _FINAL for name in frame.tasks):
+        if not frame.finished and all(frame.states.get(name) in results.FINAL for name in frame.tasks):
             self._finish_frame(frame)
 
-    def _start_task(self, frame: _Frame, name: str, task: PipelineTaskSpec) -> None:
+    def _start_task(self, frame: frames.Frame, name: str, task: PipelineTaskSpec) -> None:
+        """Resolves a ready task's inputs and condition, then starts it by kind: loop, sub-DAG, importer or
+        container task. A task whose inputs cannot be resolved is FAILED; one whose condition is false CANCELED."""
         key = frame.child_key(name)
         component = self.spec.components[task.component_ref.name]
         is_dag = component.WhichOneof("implementation") == "dag"
@@ -357,74 +203,96 @@ class Orchestrator:
             run_it = not task.trigger_policy.condition or conditions.evaluate_condition(
                 task.trigger_policy.condition, parameters
             )
-            loop = resolution.loop_items(task, parameters, artifacts) if task.WhichOneof("iterator") else None
+            items = resolution.loop_items(task, parameters, artifacts) if task.WhichOneof("iterator") else None
         except (resolution.TaskInputError, errors.LineageError) as e:
             execution_id = self.recorder.create_execution(
                 self._contexts, execution_type, properties, state=mlmd_pb.Execution.FAILED
             )
-            self._set_final(frame, name, key, FAILED, execution_id, error=str(e))
+            self._set_final(frame, name, results.FAILED, execution_id, error=str(e))
             return
         if not run_it:
             execution_id = self.recorder.create_execution(
                 self._contexts, execution_type, properties, state=mlmd_pb.Execution.CANCELED
             )
-            self._set_final(frame, name, key, CANCELED, execution_id)
+            self._set_final(frame, name, results.CANCELED, execution_id)
             return
         input_ids = {input_name: [a.artifact_id for a in arts] for input_name, arts in artifacts.items()}
-        if loop is not None:
-            self._start_loop(frame, name, task, component, properties, parameters, artifacts, input_ids, loop)
+        if items is not None:
+            properties["iteration_count"] = len(items[1])
+            properties["total_dag_tasks"] = len(items[1])
+            execution_id = self.recorder.create_execution(
+                self._contexts, recorder.DAG_EXECUTION_TYPE, properties, input_artifacts=input_ids
+            )
+            frame.states[name] = results.RUNNING
+            loop = loops.Loop(
+                name=name, key=key, component=component, execution_id=execution_id,
+                display_name=properties["display_name"], items=items, parameters=parameters, artifacts=artifacts,
+                limit=task.iterator_policy.parallelism_limit,
+            )
+            self._advance_loop(frame, loop)
         elif is_dag:
             properties["total_dag_tasks"] = len(component.dag.tasks)
             execution_id = self.recorder.create_execution(
                 self._contexts, execution_type, properties, input_artifacts=input_ids
             )
-            frame.states[name] = RUNNING
-            child = _Frame(
+            frame.states[name] = results.RUNNING
+            child = frames.Frame(
                 key=key, component=component, execution_id=execution_id, parameters=parameters,
                 artifacts=artifacts,
                 on_done=lambda state, produced, duration, error: self._child_done(
-                    frame, name, key, execution_id, state, produced, duration, error),
+                    frame, name, execution_id, state, produced, duration, error),
             )
             self._advance(child)
         elif self.deployment.executors[component.executor_label].WhichOneof("spec") == "importer":
-            self._run_importer(frame, name, component, properties, parameters)
-        else:
-            queued = _QueuedTask(frame, name, task, component, parameters, artifacts, properties, input_ids)
-            if not self._serve_from_cache(queued):
-                frame.states[name] = QUEUED
-                self._queue.append(queued)
-
-    def _child_done(self, frame: _Frame, name: str, key: str, execution_id: int, state: str, produced: Produced,
-                    duration: float, error: str) -> None:
-        """A sub-DAG or loop finished: hand its outputs to the enclosing DAG and move that on."""
-        if state in _SUCCEEDED:
+            importer_spec = self.deployment.executors[component.executor_label].importer
+            execution_id, produced = importer.run_importer(self.recorder, self._contexts, importer_spec, component,
+                                                           properties, parameters)
             frame.outputs[name] = produced
-        self._set_final(frame, name, key, state, execution_id, _outputs_json(produced), duration, error)
+            self._set_final(frame, name, results.COMPLETE, execution_id, results.outputs_json(produced))
+        else:
+            container = self.deployment.executors[component.executor_label].container
+            queued = container_tasks.ContainerTask(frame, name, task, component, container, parameters, artifacts,
+                                                   properties, input_ids)
+            hit = self._cache.serve(queued)
+            if hit is not None:
+                frame.outputs[name] = hit.produced
+                self._set_final(frame, name, results.CACHED, hit.execution_id, results.outputs_json(hit.produced),
+                                cached_execution_id=hit.cached_execution_id)
+            else:
+                frame.states[name] = results.QUEUED
+                self._tasks.enqueue(queued)
+
+    def _child_done(self, frame: frames.Frame, name: str, execution_id: int, state: str,
+                    produced: dataflow.Produced, duration: float, error: str) -> None:
+        """A sub-DAG or loop finished: hand its outputs to the enclosing DAG and move that on."""
+        if state in results.SUCCEEDED:
+            frame.outputs[name] = produced
+        self._set_final(frame, name, state, execution_id, results.outputs_json(produced), duration, error)
         self._advance(frame)
 
-    def _root_done(self, state: str, produced: Produced, duration: float, error: str) -> None:
-        self._root_result = TaskResult("", state, None, _outputs_json(produced), duration, error)
+    def _root_done(self, state: str, produced: dataflow.Produced, duration: float, error: str) -> None:
+        self._root_result = results.TaskResult("", state, None, results.outputs_json(produced), duration, error)
 
-    def _finish_frame(self, frame: _Frame) -> None:
+    def _finish_frame(self, frame: frames.Frame) -> None:
         """Publishes a DAG whose children are all final, then calls its on_done."""
         frame.finished = True
-        failed = self._interrupted or any(state in (FAILED, NOT_RUN) for state in frame.states.values())
-        produced, error = Produced(), ""
+        failed = self._interrupted or any(
+            state in (results.FAILED, results.NOT_RUN) for state in frame.states.values())
+        produced, error = dataflow.Produced(), ""
         if not failed:
             produced = resolution.resolve_dag_outputs(frame.component, frame.outputs)
-        state = FAILED if failed else COMPLETE
-        if failed and not error:  # name the first failed task, for exit handlers' PipelineTaskFinalStatus
+        state = results.FAILED if failed else results.COMPLETE
+        if failed:  # name the first failed task, for exit handlers' PipelineTaskFinalStatus
             error = next((f"{name}: {status.error}" for name, status in frame.final_statuses.items()
-                          if status.state == FAILED and status.error), "")
+                          if status.state == results.FAILED and status.error), "")
         properties = {"outputs": produced.parameters} if produced.parameters else {}
-        self.recorder.publish_execution(self._contexts, frame.execution_id, _MLMD_STATE[state], properties)
+        self.recorder.publish_execution(self._contexts, frame.execution_id, results.MLMD_STATE[state], properties)
         frame.on_done(state, produced, time.monotonic() - frame.started, error)
 
     def _set_final(
         self,
-        frame: _Frame,
+        frame: frames.Frame,
         name: str,
-        key: str,
         state: str,
         execution_id: Optional[int],
         outputs: Optional[Dict[str, Dict[str, Any]]] = None,
@@ -434,382 +302,67 @@ class Orchestrator:
         attempts: int = 0,
         cached_execution_id: Optional[int] = None,
     ) -> None:
+        """Notes a task of `frame` as final, in the frame (for its siblings) and in the run's results."""
+        key = frame.child_key(name)
         frame.states[name] = state
         frame.final_statuses[name] = dataflow.FinalStatus(state, error)
-        self.results[key] = TaskResult(key, state, execution_id, outputs or {}, duration, error, log_path, attempts,
-                                       cached_execution_id)
+        self._task_results[key] = results.TaskResult(key, state, execution_id, outputs or {}, duration, error,
+                                                     log_path, attempts, cached_execution_id)
         self.reporter.task_finished(key, state, duration, error, log_path)
 
-    # Loops ----------------------------------------------------------------------------------------------------------
+    # Loops --------------------------------------------------------------------------------------------------------
 
-    def _start_loop(self, frame: _Frame, name: str, task: PipelineTaskSpec, component: ComponentSpec,
-                    properties: Dict[str, Any], parameters: Dict[str, Any],
-                    artifacts: Dict[str, List[dataflow.InputArtifact]], input_ids: Dict[str, List[int]],
-                    loop_spec: Any) -> None:
-        item_input, items, items_are_artifacts = loop_spec
-        properties["iteration_count"] = len(items)
-        properties["total_dag_tasks"] = len(items)
-        execution_id = self.recorder.create_execution(
-            self._contexts, recorder.DAG_EXECUTION_TYPE, properties, input_artifacts=input_ids
-        )
-        frame.states[name] = RUNNING
-        loop = _Loop(
-            frame=frame, name=name, key=frame.child_key(name), component=component, execution_id=execution_id,
-            display_name=properties["display_name"], item_input=item_input, items=items,
-            items_are_artifacts=items_are_artifacts, parameters=parameters, artifacts=artifacts,
-            limit=task.iterator_policy.parallelism_limit,
-        )
-        self._advance_loop(loop)
-
-    def _advance_loop(self, loop: _Loop) -> None:
-        """Starts iterations while under the loop's parallelism limit; finishes the loop when all are final."""
-        while loop.next_index < len(loop.items) and (loop.limit <= 0 or loop.running < loop.limit):
-            if self._interrupted or FAILED in loop.states.values():  # fail fast, as the loop's Argo DAG does
-                loop.not_started = len(loop.items) - loop.next_index
-                loop.next_index = len(loop.items)
-                break
-            index = loop.next_index
-            loop.next_index += 1
-            loop.running += 1
-            parameters, artifacts = dict(loop.parameters), dict(loop.artifacts)
-            if loop.items_are_artifacts:
-                artifacts[loop.item_input] = [loop.items[index]]
-            else:
-                parameters[loop.item_input] = loop.items[index]
-            properties = {
-                "display_name": f"{loop.display_name}-iteration-{index}",
-                "task_name": loop.name,
-                "parent_dag_id": loop.execution_id,
-                "iteration_index": index,
-                "inputs": parameters,
-                "total_dag_tasks": len(loop.component.dag.tasks),
-            }
-            input_ids = {n: [a.artifact_id for a in arts] for n, arts in artifacts.items()}
+    def _advance_loop(self, frame: frames.Frame, loop: loops.Loop) -> None:
+        """Starts the loop's iterations it allows now, each a DAG execution and frame; finishes the loop (once,
+        though an iteration that ends while it starts re-enters here) when every iteration ended."""
+        while (iteration := loop.next_iteration(self._interrupted)) is not None:
             execution_id = self.recorder.create_execution(
-                self._contexts, recorder.DAG_EXECUTION_TYPE, properties, input_artifacts=input_ids
+                self._contexts, recorder.DAG_EXECUTION_TYPE, iteration.properties, input_artifacts=iteration.input_ids
             )
-            iteration = _Frame(
-                key=f"{loop.key}/iteration-{index}", component=loop.component, execution_id=execution_id,
-                parameters=parameters, artifacts=artifacts,
-                on_done=lambda state, produced, duration, error, index=index, execution_id=execution_id: (
-                    self._iteration_done(loop, index, execution_id, state, produced, duration, error)),
+            child = frames.Frame(
+                key=iteration.key, component=loop.component, execution_id=execution_id,
+                parameters=iteration.parameters, artifacts=iteration.artifacts,
+                on_done=lambda state, produced, duration, error, index=iteration.index, execution_id=execution_id: (
+                    self._iteration_done(frame, loop, index, execution_id, state, produced, duration, error)),
             )
-            self._advance(iteration)
-        if loop.running == 0 and loop.next_index >= len(loop.items):
-            self._finish_loop(loop)
+            self._advance(child)
+        if loop.ready_to_finish:
+            state, produced = loop.finish(self._interrupted)
+            properties = {"outputs": produced.parameters} if produced.parameters else {}
+            self.recorder.publish_execution(self._contexts, loop.execution_id, results.MLMD_STATE[state], properties)
+            self._child_done(frame, loop.name, loop.execution_id, state, produced, time.monotonic() - loop.started,
+                             "")
 
-    def _iteration_done(self, loop: _Loop, index: int, execution_id: int, state: str, produced: Produced,
-                        duration: float, error: str) -> None:
-        loop.running -= 1
-        loop.states[index] = state
-        if state in _SUCCEEDED:
-            loop.results[index] = produced
-        key = f"{loop.key}/iteration-{index}"
-        self.results[key] = TaskResult(key, state, execution_id, _outputs_json(produced), duration, error)
-        self._advance_loop(loop)
+    def _iteration_done(self, frame: frames.Frame, loop: loops.Loop, index: int, execution_id: int, state: str,
+                        produced: dataflow.Produced, duration: float, error: str) -> None:
+        loop.iteration_done(index, state, produced)
+        key = loop.iteration_key(index)
+        self._task_results[key] = results.TaskResult(key, state, execution_id, results.outputs_json(produced),
+                                                     duration, error)
+        self._advance_loop(frame, loop)
 
-    def _finish_loop(self, loop: _Loop) -> None:
-        failed = self._interrupted or loop.not_started > 0 or any(
-            state not in _SUCCEEDED for state in loop.states.values())
-        produced = Produced() if failed else resolution.collect_iterations(
-            loop.component, [loop.results[i] for i in sorted(loop.results)]
-        )
-        state = FAILED if failed else COMPLETE
-        properties = {"outputs": produced.parameters} if produced.parameters else {}
-        self.recorder.publish_execution(self._contexts, loop.execution_id, _MLMD_STATE[state], properties)
-        self._child_done(loop.frame, loop.name, loop.key, loop.execution_id, state, produced,
-                         time.monotonic() - loop.started, "")
+    # Container tasks ----------------------------------------------------------------------------------------------
 
-    # Container tasks --------------------------------------------------------------------------------------------
-
-    def _serve_from_cache(self, queued: _QueuedTask) -> bool:
-        """Records a cache hit (a CACHED execution pointing at the original outputs) and returns True, or computes
-        the task's fingerprint for a miss and returns False."""
-        enabled = self.options.enable_cache and queued.task.caching_options.enable_cache
-        if not enabled:
-            return False
-        container = self.deployment.executors[queued.component.executor_label].container
-        fingerprint = caching.fingerprint(queued.component, container, queued.parameters, queued.artifacts,
-                                          queued.task.caching_options.cache_key)
-        queued.properties["cache_fingerprint"] = fingerprint
-        if self._cache_index is None:
-            self._cache_index = self.recorder.cache_index(self._contexts)
-        cached_id = self._cache_index.get(fingerprint)
-        cached = self.recorder.cached_result(cached_id) if cached_id is not None else None
-        if cached is None:
-            return False
-        key = queued.frame.child_key(queued.name)
-        missing = caching.missing_outputs(a.uri for arts in cached.artifacts.values() for a in arts)
-        if missing:
-            self.reporter.warn(f"{key}: the cached result's artifact {missing[0]} was deleted; running the task again")
-            return False
-        properties = dict(queued.properties, cached_execution_id=cached.execution_id,
-                          image=container.image, outputs=cached.outputs)
-        execution_id, _ = self.recorder.record_finished_execution(
-            self._contexts, recorder.CONTAINER_EXECUTION_TYPE, properties, mlmd_pb.Execution.CACHED,
-            input_artifacts=queued.input_ids,
-            reused_output_artifacts={k: [a.id for a in arts] for k, arts in cached.artifacts.items()},
-        )
-        produced = Produced(parameters=_typed_outputs(queued.component, cached.outputs))
-        for output, arts in cached.artifacts.items():
-            produced.artifacts[output] = [
-                dataflow.InputArtifact(  # ml-metadata fills in a stored artifact's type name
-                    artifact_id=a.id, schema_title=a.type, schema_version=_version_of(queued.component, output),
-                    uri=a.uri, metadata=_artifact_metadata(a))
-                for a in arts
-            ]
-        queued.frame.outputs[queued.name] = produced
-        self._set_final(queued.frame, queued.name, key, CACHED, execution_id, _outputs_json(produced),
-                        cached_execution_id=cached.execution_id)
-        return True
-
-    def _launch_queued(self) -> None:
+    def _start_ready_tasks(self) -> None:
         """Starts queued container tasks while fewer than max_parallel run.
 
-        The execution is created only now, so RUNNING in the store means the process is really running. A queued
-        task was started as far as the pipeline is concerned (on a cluster its pod would be running): a failure
-        elsewhere does not drop it, or what runs would depend on --max-parallel. An interrupt drops it (not run,
-        not recorded).
+        A queued task was started as far as the pipeline is concerned (on a cluster its pod would be running): a
+        failure elsewhere does not drop it, or what runs would depend on --max-parallel. An interrupt drops it
+        (not run, not recorded).
         """
-        while self._queue and len(self._futures) < self.options.max_parallel:
-            queued = self._queue.popleft()
+        while (queued := self._tasks.next_ready()) is not None:
             if self._interrupted:
-                queued.frame.states[queued.name] = NOT_RUN
+                queued.frame.states[queued.name] = results.NOT_RUN
                 self._advance(queued.frame)
             else:
-                self._launch(queued)
+                self._tasks.start(queued)
+                queued.frame.states[queued.name] = results.RUNNING
 
-    def _launch(self, queued: _QueuedTask) -> None:
-        frame, name, component = queued.frame, queued.name, queued.component
-        key = frame.child_key(name)
-        container = self.deployment.executors[component.executor_label].container
-        properties = dict(queued.properties, image=container.image)
-        execution_id = self.recorder.create_execution(
-            self._contexts, recorder.CONTAINER_EXECUTION_TYPE, properties, input_artifacts=queued.input_ids
-        )
-        frame.states[name] = RUNNING
-        task_dir = os.path.join(self.run_root, name, str(uuid.uuid4()))
-        env = dict(self._task_env)
-        env.update({variable.name: variable.value for variable in container.env})
-        launch = launcher.TaskLaunch(
-            label=key,
-            component_spec=component,
-            container=container,
-            parameters=queued.parameters,
-            artifacts=queued.artifacts,
-            output_uris={output: os.path.join(task_dir, output) for output in component.output_definitions.artifacts},
-            scratch_dir=os.path.join(self.scratch_root, f"{execution_id}-{name}"),
-            log_path=os.path.join(self.run_root, "logs", key + ".log"),
-            pipeline_name=self.pipeline_name,
-            run_id=self.options.run_id,
-            pipeline_root=self.options.pipeline_root,
-            cwd=self.options.cwd,
-            env=env,
-            timeout=self.options.task_timeout,
-            processes=self._processes,
-            forkserver=self._get_forkserver(),
-            secret_values=tuple(redaction.secret_values({**self.arguments, **queued.parameters})),
-        )
-        os.makedirs(os.path.dirname(launch.log_path), exist_ok=True)
-        self.reporter.task_started(key)
-        running = _Running(queued, execution_id, launch, str(queued.properties.get("cache_fingerprint", "")))
-        self._futures[self._pool.submit(launcher.run_task, launch)] = running
-
-    def _get_forkserver(self) -> Optional[launcher.forkserver_module.ForkServer]:
-        """The run's fork server, started at the first container task (None in subprocess mode)."""
-        if self.options.launcher == "fork" and self._forkserver is None:
-            self._forkserver = launcher.forkserver_module.ForkServer(env=self._task_env)
-        return self._forkserver
-
-    def _task_done(self, future: concurrent.futures.Future) -> None:
-        running = self._futures.pop(future)
-        frame, name, launch = running.queued.frame, running.queued.name, running.launch
-        key = frame.child_key(name)
-        try:
-            outcome = future.result()
-        except Exception as e:  # a bug in launching, not in the task: record it, keep the store consistent
-            outcome = launcher.TaskOutcome(False, {}, {}, 0.0, error=f"could not run the task: {e!r}")
-            _log_launch_failure(launch, e)
-        if outcome.succeeded:
-            # A local output must stay under the run's directory; a URI with a scheme names a remote resource
-            # (GCPC's google.VertexModel carries its https://...aiplatform... resource URI) and is not a path.
-            escaped = [a.uri for arts in outcome.artifacts.values() for a in arts
-                       if "://" not in a.uri and not _inside(a.uri, self.run_root)]
-            if escaped:
-                outcome = launcher.TaskOutcome(
-                    False, {}, {}, outcome.duration,
-                    error=f"output URI {escaped[0]} is outside the run's directory {self.run_root}",
-                )
-        if not outcome.succeeded and not outcome.canceled and self._retry(running, outcome):
-            return
-        if not outcome.succeeded:
-            state = CANCELED if outcome.canceled else FAILED
-            self.recorder.publish_execution(self._contexts, running.execution_id, _MLMD_STATE[state])
-            self._set_final(frame, name, key, state, running.execution_id, duration=outcome.duration,
-                            error=outcome.error, log_path=launch.log_path, attempts=running.attempt)
-            self._advance(frame)
-            return
-        drafts = {
-            output: [
-                recorder.OutputArtifact(
-                    schema_title=artifact.type.schema_title, uri=artifact.uri,
-                    metadata=_with_digest(json_format.MessageToDict(artifact.metadata), artifact.uri),
-                    display_name=output,
-                )
-                for artifact in artifacts
-            ]
-            for output, artifacts in outcome.artifacts.items()
-        }
-        artifact_ids = self.recorder.publish_execution(
-            self._contexts, running.execution_id, mlmd_pb.Execution.COMPLETE,
-            properties={"outputs": outcome.parameters}, output_artifacts=drafts,
-        )
-        if running.fingerprint and self._cache_index is not None:
-            self._cache_index[running.fingerprint] = running.execution_id
-        produced = Produced(parameters=dict(outcome.parameters))
-        for output, artifacts in outcome.artifacts.items():
-            produced.artifacts[output] = [
-                dataflow.InputArtifact(
-                    artifact_id=artifact_id, schema_title=artifact.type.schema_title,
-                    schema_version=artifact.type.schema_version, uri=artifact.uri,
-                    metadata=json_format.MessageToDict(artifact.metadata),
-                )
-                for artifact, artifact_id in zip(artifacts, artifact_ids.get(output, []))
-            ]
-        frame.outputs[name] = produced
-        self._set_final(frame, name, key, COMPLETE, running.execution_id, _outputs_json(produced),
-                        outcome.duration, log_path=launch.log_path, attempts=running.attempt)
+    def _container_done(self, finished: container_tasks.FinishedTask) -> None:
+        frame, name = finished.task.frame, finished.task.name
+        if finished.state == results.COMPLETE:
+            self._cache.remember(str(finished.task.properties.get("cache_fingerprint", "")), finished.execution_id)
+            frame.outputs[name] = finished.produced
+        self._set_final(frame, name, finished.state, finished.execution_id, results.outputs_json(finished.produced),
+                        finished.duration, finished.error, finished.log_path, finished.attempts)
         self._advance(frame)
-
-    def _retry(self, running: _Running, outcome: launcher.TaskOutcome) -> bool:
-        """Resubmits a failed task when its retry policy allows another attempt; the execution stays RUNNING."""
-        policy = running.queued.task.retry_policy
-        if self._interrupted or running.attempt > policy.max_retry_count:
-            return False
-        delay = policy.backoff_duration.ToTimedelta().total_seconds() * (
-            (policy.backoff_factor or 2.0) ** (running.attempt - 1)
-        )
-        if policy.HasField("backoff_max_duration"):
-            delay = min(delay, policy.backoff_max_duration.ToTimedelta().total_seconds())
-        key = running.queued.frame.child_key(running.queued.name)
-        running.attempt += 1
-        self.reporter.warn(
-            f"{key}: attempt {running.attempt - 1} failed ({outcome.error}); attempt {running.attempt} of "
-            f"{policy.max_retry_count + 1} in {delay:g} s"
-        )
-        self._futures[self._pool.submit(_run_attempt, running.launch, running.attempt, delay)] = running
-        return True
-
-    # Importers ----------------------------------------------------------------------------------------------------
-
-    def _run_importer(self, frame: _Frame, name: str, component: ComponentSpec, properties: Dict[str, Any],
-                      parameters: Dict[str, Any]) -> None:
-        """dsl.importer: a system.ImporterExecution whose OUTPUT is the imported artifact, reusing an existing
-        artifact with the same URI, type and metadata in this pipeline unless reimport is set (as the backend)."""
-        key = frame.child_key(name)
-        importer = self.deployment.executors[component.executor_label].importer
-        source = importer.artifact_uri
-        if source.WhichOneof("value") == "runtime_parameter":
-            uri = str(parameters.get(source.runtime_parameter, ""))
-        else:
-            uri = str(json_format.MessageToDict(source.constant))
-        metadata = _resolve_placeholders(json_format.MessageToDict(importer.metadata), parameters)
-        [output_key] = list(component.output_definitions.artifacts) or ["artifact"]
-        schema_title = importer.type_schema.schema_title
-        existing = None if importer.reimport else self.recorder.find_importable(
-            self._contexts, uri, schema_title, metadata)
-        if existing is not None:
-            execution_id, ids = self.recorder.record_finished_execution(
-                self._contexts, recorder.IMPORTER_EXECUTION_TYPE, properties, mlmd_pb.Execution.COMPLETE,
-                reused_output_artifacts={output_key: [existing.id]},
-            )
-            metadata = _artifact_metadata(existing)
-        else:
-            execution_id, ids = self.recorder.record_finished_execution(
-                self._contexts, recorder.IMPORTER_EXECUTION_TYPE, properties, mlmd_pb.Execution.COMPLETE,
-                output_artifacts={output_key: [recorder.OutputArtifact(schema_title, uri, metadata, output_key)]},
-            )
-        artifact = dataflow.InputArtifact(ids[output_key][0], schema_title, importer.type_schema.schema_version, uri,
-                                          metadata)
-        produced = Produced(artifacts={output_key: [artifact]})
-        frame.outputs[name] = produced
-        self._set_final(frame, name, key, COMPLETE, execution_id, _outputs_json(produced))
-
-
-def _run_attempt(launch: launcher.TaskLaunch, attempt: int, delay: float) -> launcher.TaskOutcome:
-    """Runs a retry after its backoff, marking the attempt in the task's log."""
-    time.sleep(delay)
-    with open(launch.log_path, "a") as log:
-        log.write(f"\n--- kfp-lineage: attempt {attempt} ---\n")
-    return launcher.run_task(launch)
-
-
-def _with_digest(metadata: Dict[str, Any], uri: str) -> Dict[str, Any]:
-    """The artifact's metadata plus the sha256 of its local file or directory (tamper evidence for `verify`)."""
-    digest = digests.path_sha256(uri) if "://" not in uri else None
-    if digest is not None:
-        metadata = dict(metadata, **{digests.DIGEST_PROPERTY: digest})
-    return metadata
-
-
-def _outputs_json(produced: Produced) -> Dict[str, Dict[str, Any]]:
-    outputs: Dict[str, Dict[str, Any]] = {name: {"value": value} for name, value in produced.parameters.items()}
-    for name, artifacts in produced.artifacts.items():
-        if len(artifacts) == 1:
-            outputs[name] = {"artifact_id": artifacts[0].artifact_id, "uri": artifacts[0].uri}
-        elif artifacts:
-            outputs[name] = {"artifacts": [{"artifact_id": a.artifact_id, "uri": a.uri} for a in artifacts]}
-    return outputs
-
-
-def _typed_outputs(component: ComponentSpec, values: Mapping[str, Any]) -> Dict[str, Any]:
-    """Output parameters read back from MLMD (where every number is a double) with the types the task declared."""
-    typed: Dict[str, Any] = {}
-    for name, value in values.items():
-        definition = component.output_definitions.parameters.get(name)
-        if isinstance(value, (list, dict)):
-            value = dataflow.whole_numbers_as_ints(value)
-        elif definition is not None and definition.parameter_type == spec_module.ParameterType.NUMBER_INTEGER:
-            value = int(value)
-        typed[name] = value
-    return typed
-
-
-def _artifact_metadata(artifact: mlmd_pb.Artifact) -> Dict[str, Any]:
-    """An MLMD artifact's metadata as a task sees it (our bookkeeping properties left out)."""
-    return {k: recorder.value_to_python(v) for k, v in artifact.custom_properties.items()
-            if k not in ("display_name", "store_session_info", digests.DIGEST_PROPERTY)}
-
-
-def _version_of(component: ComponentSpec, output: str) -> str:
-    definition = component.output_definitions.artifacts.get(output)
-    return definition.artifact_type.schema_version if definition is not None else ""
-
-
-def _resolve_placeholders(value: Any, parameters: Mapping[str, Any]) -> Any:
-    """Replaces `{{$.inputs.parameters['name']}}` in importer metadata keys and values with parameter values."""
-    if isinstance(value, dict):
-        return {_resolve_placeholders(k, parameters): _resolve_placeholders(v, parameters) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve_placeholders(v, parameters) for v in value]
-    if isinstance(value, str) and value.startswith("{{$.inputs.parameters['") and value.endswith("']}}"):
-        return parameters.get(value[len("{{$.inputs.parameters['"):-len("']}}")], value)
-    return value
-
-
-def _log_launch_failure(launch: launcher.TaskLaunch, error: BaseException) -> None:
-    """Writes a launch failure's traceback to the task's log, which the error message names; secrets scrubbed."""
-    try:
-        with open(launch.log_path, "a", encoding="utf-8") as log:
-            log.write("kfp-lineage could not run the task:\n")
-            log.write("".join(traceback.format_exception(type(error), error, error.__traceback__)))
-        launcher.scrub_log(launch.log_path, launch.secret_values)
-    except OSError:
-        pass  # the error itself still reaches the run's report and MLMD
-
-
-def _inside(uri: str, directory: str) -> bool:
-    """Whether a local path lies inside `directory` (after resolving `..` and links)."""
-    real = os.path.realpath(uri)
-    base = os.path.realpath(directory)
-    return real == base or real.startswith(base + os.sep)

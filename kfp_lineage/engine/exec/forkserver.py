@@ -7,8 +7,9 @@ stderr going to the task's log. It then does exactly what the compiled command w
 component's source to a file and run `kfp.dsl.executor_main` on it.
 
 Tasks of any other shape (container components, another interpreter) are launched as plain subprocesses by
-launcher.py. Run the server with `python -m kfp_lineage.engine.exec.forkserver`; the protocol is one JSON object per line:
-requests on stdin, replies (`{"id", "pid"}` when a child started, `{"id", "returncode"}` when it ended) on stdout.
+fork_handler.py, which owns the run's server. Run the server with `python -m kfp_lineage.engine.exec.forkserver`;
+the protocol is one JSON object per line: requests on stdin, replies (`{"id", "pid"}` when a child started,
+`{"id", "returncode"}` when it ended) on stdout.
 """
 
 from __future__ import annotations
@@ -40,11 +41,13 @@ def python_task_arguments(argv: Sequence[str]) -> Optional[List[str]]:
 # Server side -------------------------------------------------------------------------------------------------------
 
 
-def _run_child(request: Mapping[str, Any], protocol_fds: Sequence[int]) -> None:
-    """In the forked child: become the task, run the component, and never return."""
+def _run_child(request: Mapping[str, Any], protocol_fds: Sequence[int], ready_fd: int) -> None:
+    """In the forked child: become the task, run the component, and never return. Closing `ready_fd` tells the
+    server the child leads its own session (and process group)."""
     code = 1
     try:
         os.setsid()
+        os.close(ready_fd)
         signal.set_wakeup_fd(-1)
         for fd in protocol_fds:
             os.close(fd)
@@ -127,9 +130,15 @@ def serve() -> None:
                     request = json.loads(line)
                     sys.stdout.flush()
                     sys.stderr.flush()
+                    ready_read, ready_write = os.pipe()
                     pid = os.fork()
                     if pid == 0:
-                        _run_child(request, (replies_fd, wake_read, wake_write))
+                        _run_child(request, (replies_fd, wake_read, wake_write, ready_read), ready_write)
+                    os.close(ready_write)
+                    # Reply only once the child has its own process group: killing the group at once (a run
+                    # interrupted as the task starts, a short timeout) would otherwise miss it.
+                    os.read(ready_read, 1)
+                    os.close(ready_read)
                     children[pid] = request["id"]
                     reply({"id": request["id"], "pid": pid})
             else:

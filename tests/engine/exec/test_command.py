@@ -1,10 +1,10 @@
-"""Task launching: the compiled pip prefix is split off and checked, never run."""
+"""A task's command: the compiled pip prefix is split off and checked, never run; python3 is this interpreter."""
 
 import sys
 
 from kfp import compiler
 
-from kfp_lineage.engine.exec import launcher
+from kfp_lineage.engine.exec import command
 from kfp_lineage.ir import spec
 from kfp_lineage.ir import requirements
 from tests.fixtures import pipelines
@@ -43,7 +43,7 @@ def test_check_requirements_reports_missing_and_mismatched_but_skips_false_marke
 def test_python_shim_runs_this_interpreter(tmp_path):
     import subprocess
 
-    directory = launcher.python_shim_dir(str(tmp_path))
+    directory = command.python_shim_dir(str(tmp_path))
     out = subprocess.run(
         [f"{directory}/python3", "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True, check=True
     )

@@ -1,0 +1,159 @@
+"""The task-handler interface: how the scheduler has one container task run, whatever runs it.
+
+A handler is a way of running a task: every task a fresh subprocess (subprocess_handler.py), Python tasks forked
+from a warm server (fork_handler.py), and next a per-task environment or a container runtime. The scheduler makes
+one handler per run through factory.create_handler, calls `run` once per task attempt from its worker threads,
+and `close` once at the end. Handlers know nothing of MLMD, caching, retries or the DAG.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import os
+import signal
+import threading
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
+
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from kfp_lineage.ir import dataflow
+
+ContainerSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec
+
+
+class TaskProcess(Protocol):
+    """A started task process, as subprocess.Popen and forkserver.ForkedProcess both are: the leader of its own
+    process group (session), waitable."""
+
+    pid: int
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        """The exit code (negative: killed by that signal). Raises subprocess.TimeoutExpired after `timeout`."""
+
+
+class RunningProcesses:
+    """The live task processes of one run: the run's cancellation switch.
+
+    A handler adds every process it starts and discards it once it ended. `cancel_all` (the run was interrupted)
+    kills every process group added so far and any added later; `canceled` then stays True for the run.
+    Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._processes: set = set()
+        self.canceled = False
+
+    def add(self, process: TaskProcess) -> bool:
+        """Tracks a started process; False (and the process group is killed) when the run was already canceled."""
+        with self._lock:
+            if not self.canceled:
+                self._processes.add(process)
+                return True
+        signal_group(process, signal.SIGKILL)
+        return False
+
+    def discard(self, process: TaskProcess) -> None:
+        with self._lock:
+            self._processes.discard(process)
+
+    def cancel_all(self) -> None:
+        """Kills every tracked process group; processes started later are killed as they are added."""
+        with self._lock:
+            self.canceled = True
+            processes = list(self._processes)
+        for process in processes:
+            signal_group(process, signal.SIGKILL)
+
+
+def signal_group(process: TaskProcess, signal_number: int) -> None:
+    """Sends a signal to the process group a task process leads; a group already gone is not an error."""
+    try:
+        os.killpg(process.pid, signal_number)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskLaunch:
+    """One attempt of one container task, fully resolved by the scheduler: what to run, with which inputs, where
+    its outputs and log go, and in which directory and environment."""
+
+    label: str  # the task's path in the run, e.g. `for-loop-2/iteration-0/train`
+    component_spec: pipeline_spec_pb2.ComponentSpec
+    container: ContainerSpec  # image, command and args as compiled (placeholders unresolved, pip prefix included)
+    parameters: Mapping[str, Any]  # input parameters, final values
+    artifacts: Mapping[str, Sequence[dataflow.InputArtifact]]  # input artifacts by input name
+    output_uris: Mapping[str, str]  # where each output artifact goes (a path under the run's directory)
+    scratch_dir: str  # private to this task: executor output file, output parameter files, program files
+    log_path: str  # stdout and stderr go here (appended: a retry adds to the log of the attempt before)
+    pipeline_name: str
+    run_id: str
+    pipeline_root: str
+    cwd: str
+    env: Mapping[str, str]  # the whole environment; PATH starts with a `python3` that runs this interpreter
+    timeout: Optional[float] = None  # seconds; None: no limit
+    secret_values: Tuple[str, ...] = ()  # values to scrub from the log once the task ended
+
+
+@dataclasses.dataclass
+class TaskOutcome:
+    """What a task did: its outputs when it succeeded, and a one-line error when it did not."""
+
+    succeeded: bool
+    parameters: Dict[str, Any]
+    artifacts: Dict[str, List[pipeline_spec_pb2.RuntimeArtifact]]
+    duration: float
+    error: str = ""
+    returncode: Optional[int] = None
+    canceled: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class HandlerContext:
+    """What a handler gets when the run makes it."""
+
+    env: Mapping[str, str]  # the run's task environment, before each task's own variables are added
+    scratch_root: str  # a directory private to this run, for a handler's own files (environments, sockets)
+    processes: RunningProcesses  # add every process started here; the run cancels through it
+
+
+class TaskHandler(abc.ABC):
+    """Runs container tasks for one run. Implement `run`, and `close` if the handler holds anything.
+
+    A handler is made once per run, with a HandlerContext, by factory.create_handler; to add one, write a module
+    with a TaskHandler subclass whose constructor takes the HandlerContext, and add its name to factory.HANDLERS.
+
+    `run(launch)` is called once per attempt, from several worker threads at once (up to --max-parallel), so it
+    must be thread-safe. It gets a TaskLaunch and must:
+      - start the task with launch.cwd and launch.env, its stdin empty and its stdout and stderr appended to
+        launch.log_path, in a process group of its own (its session leader's pid is the group id);
+      - add that process to context.processes before waiting, and discard it after;
+      - kill the task's process group after launch.timeout seconds and report `timed out after N s`;
+      - scrub launch.secret_values from the log once the task ended (supervision.scrub_log);
+      - on exit code 0, read the outputs as the backend's launcher does (outputs.collect_outputs) and return
+        TaskOutcome(succeeded=True, ...);
+      - return TaskOutcome(succeeded=False, error=<one line>) for anything the task did wrong: it could not start,
+        exited non-zero, was killed, timed out, wrote unreadable outputs.
+    supervision.run_process_task does all of that given a function that starts the process: most handlers only
+    decide how a task's process is started.
+
+    It must never:
+      - raise for a task failure (an exception is read as a bug in the handler: the task is FAILED with
+        `could not run the task: ...` and the traceback goes to its log);
+      - write to the metadata store, retry, or look at other tasks;
+      - leave a process running when it returns, or anything running after `close` (the run waits for every `run`
+        call to return before it calls `close`).
+
+    Cancellation: on an interrupt the run calls context.processes.cancel_all(), which kills every process group
+    added so far and any added later; `run` then returns TaskOutcome(succeeded=False, canceled=True,
+    error="canceled") as soon as its process is gone.
+    """
+
+    @abc.abstractmethod
+    def run(self, launch: TaskLaunch) -> TaskOutcome:
+        """Runs one attempt of a task to its end; see the class docstring for the contract."""
+
+    def close(self) -> None:
+        """Releases what the handler holds (servers, temporary environments); called once, after the last `run`."""

@@ -1,0 +1,59 @@
+"""ParallelFor loops whose iterations finish without launching a process (false conditions, cache hits)."""
+
+import collections
+from typing import Counter
+
+from kfp import dsl
+
+from kfp_lineage.engine import progress
+from kfp_lineage.engine import run as run_module
+from tests.fixtures import pipelines
+
+
+class _FinishedCounter(progress.Reporter):
+    """Counts task_finished events per task key."""
+
+    def __init__(self) -> None:
+        self.finished: Counter[str] = collections.Counter()
+
+    def task_finished(self, key: str, state: str, duration: float, error: str = "", log_path: str = "") -> None:
+        self.finished[key] += 1
+
+
+@dsl.pipeline(name="loop-of-skipped-iterations")
+def loop_of_skipped_iterations(mode: str = "fast"):
+    with dsl.ParallelFor([1, 2, 3]):
+        with dsl.If(mode == "slow"):
+            pipelines.echo(text="never")
+
+
+@dsl.pipeline(name="loop-of-echoes")
+def loop_of_echoes():
+    with dsl.ParallelFor(["a", "b", "c"]) as text:
+        pipelines.echo(text=text)
+
+
+def test_a_loop_whose_iterations_finish_at_once_is_finished_once(tmp_path, sqlite_url):
+    # Each iteration ends while it is being started (its only task's condition is false), which re-enters the
+    # loop's scheduling; the loop used to be finished (published and reported) once per re-entry.
+    reporter = _FinishedCounter()
+    result = run_module.run_pipeline(loop_of_skipped_iterations, store=sqlite_url,
+                                     pipeline_root=str(tmp_path / "root"), reporter=reporter)
+    assert result.state == "COMPLETE"
+    [loop] = [key for key in result.tasks if "/" not in key]
+    assert reporter.finished[loop] == 1
+    assert max(reporter.finished.values()) == 1
+    assert [result.tasks[f"{loop}/iteration-{i}"].state for i in range(3)] == ["COMPLETE"] * 3
+
+
+def test_a_loop_served_from_the_cache_is_finished_once(tmp_path, sqlite_url):
+    root = str(tmp_path / "root")
+    first = run_module.run_pipeline(loop_of_echoes, store=sqlite_url, pipeline_root=root)
+    assert first.state == "COMPLETE"
+    reporter = _FinishedCounter()
+    again = run_module.run_pipeline(loop_of_echoes, store=sqlite_url, pipeline_root=root, reporter=reporter)
+    [loop] = [key for key in again.tasks if "/" not in key]
+    assert again.state == "COMPLETE"
+    assert [again.tasks[f"{loop}/iteration-{i}/echo"].state for i in range(3)] == ["CACHED"] * 3
+    assert reporter.finished[loop] == 1
+    assert max(reporter.finished.values()) == 1
