@@ -32,7 +32,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from kfp_lineage.mlmd import recorder  # noqa: E402
+from kfp_lineage.mlmd import recorder
+from kfp_lineage.mlmd import vocabulary  # noqa: E402
 from kfp_lineage.mlmd import store as store_module
 
 CACHE_DIR = os.path.join(ROOT, "bench", ".cache")
@@ -40,7 +41,7 @@ CACHE_DIR = os.path.join(ROOT, "bench", ".cache")
 SHAPE_VERSION = 2
 PIPELINES = ("training", "training-gpu", "retraining", "training-eu", "training-us")
 IMAGE = "python:3.11-slim"
-SESSION = recorder.LOCAL_STORE_SESSION_INFO
+SESSION = vocabulary.LOCAL_STORE_SESSION_INFO
 
 _STATE = mlmd_pb.Execution.State
 
@@ -175,7 +176,7 @@ def build(store: metadata_store.MetadataStore, runs: int, seed: int = 7, sources
     started = time.perf_counter()
     rng = random.Random(seed)
     types = _Types(store)
-    pipeline_type = types.context(recorder.PIPELINE_CONTEXT_TYPE)
+    pipeline_type = types.context(vocabulary.PIPELINE_CONTEXT_TYPE)
     n_sources = sources or max(2, runs // 1000)
     pipeline_ids = dict(zip(PIPELINES, store.put_contexts(
         [mlmd_pb.Context(type_id=pipeline_type, name=name) for name in PIPELINES])))
@@ -249,9 +250,9 @@ class _BuildState:
 
 def _write_chunk(store: metadata_store.MetadataStore, types: _Types, batch: List[_Run], state: _BuildState) -> None:
     """Writes one chunk of planned runs with a handful of bulk calls, parents before children."""
-    run_type = types.context(recorder.RUN_CONTEXT_TYPE)
-    dag_type = types.execution(recorder.DAG_EXECUTION_TYPE)
-    container_type = types.execution(recorder.CONTAINER_EXECUTION_TYPE)
+    run_type = types.context(vocabulary.RUN_CONTEXT_TYPE)
+    dag_type = types.execution(vocabulary.DAG_EXECUTION_TYPE)
+    container_type = types.execution(vocabulary.CONTAINER_EXECUTION_TYPE)
     contexts = []
     for run in batch:
         context = mlmd_pb.Context(type_id=run_type, name=run.run_id)

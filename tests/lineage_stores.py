@@ -9,6 +9,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from kfp_lineage.mlmd import recorder
+from kfp_lineage.mlmd import vocabulary
 
 COMPLETE, FAILED, CACHED, CANCELED, RUNNING = (mlmd_pb.Execution.COMPLETE, mlmd_pb.Execution.FAILED,
                                                mlmd_pb.Execution.CACHED, mlmd_pb.Execution.CANCELED,
@@ -19,7 +20,7 @@ NewArtifact = Tuple[str, Dict[str, Any]]  # (type name, metadata)
 class Builder:
     """Writes runs into an ml-metadata store, one put_execution per task as the backend does."""
 
-    def __init__(self, store: metadata_store.MetadataStore, dag_type: str = recorder.DAG_EXECUTION_TYPE,
+    def __init__(self, store: metadata_store.MetadataStore, dag_type: str = vocabulary.DAG_EXECUTION_TYPE,
                  root_type: Optional[str] = None):
         self.store = store
         self.dag_type = dag_type
@@ -37,12 +38,12 @@ class Builder:
     def run(self, run_id: str, pipeline: str = "training", root_name: Optional[str] = None,
             root_state: int = COMPLETE) -> "RunBuilder":
         """Creates the pipeline and run contexts and the root DAG execution (`run/<run id>`)."""
-        pipeline_context = self.store.get_context_by_type_and_name(recorder.PIPELINE_CONTEXT_TYPE, pipeline)
+        pipeline_context = self.store.get_context_by_type_and_name(vocabulary.PIPELINE_CONTEXT_TYPE, pipeline)
         if pipeline_context is None:
-            pipeline_context = mlmd_pb.Context(type_id=self.type_id("context", recorder.PIPELINE_CONTEXT_TYPE),
+            pipeline_context = mlmd_pb.Context(type_id=self.type_id("context", vocabulary.PIPELINE_CONTEXT_TYPE),
                                                name=pipeline)
             [pipeline_context.id] = self.store.put_contexts([pipeline_context])
-        run_context = mlmd_pb.Context(type_id=self.type_id("context", recorder.RUN_CONTEXT_TYPE), name=run_id)
+        run_context = mlmd_pb.Context(type_id=self.type_id("context", vocabulary.RUN_CONTEXT_TYPE), name=run_id)
         recorder.set_custom_properties(run_context, {"namespace": "kubeflow", "resource_name": "run-resource"})
         [run_context.id] = self.store.put_contexts([run_context])
         self.store.put_parent_contexts([mlmd_pb.ParentContext(child_id=run_context.id,
@@ -122,7 +123,7 @@ class RunBuilder:
             keys.append(key)
         props = {"display_name": task, "task_name": task, "parent_dag_id": parent or self.root,
                  "inputs": parameters or {}, "image": "python:3.11-slim", **properties}
-        execution_id = self._put(recorder.CONTAINER_EXECUTION_TYPE, state, props, pairs)
+        execution_id = self._put(vocabulary.CONTAINER_EXECUTION_TYPE, state, props, pairs)
         self.executions[task] = execution_id
         made = {}
         events = self.builder.store.get_events_by_execution_ids([execution_id])

@@ -6,7 +6,7 @@ from typing import Dict, List
 
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-from kfp_lineage.mlmd import recorder
+from kfp_lineage.mlmd import vocabulary
 
 
 class RunView:
@@ -38,7 +38,7 @@ class RunView:
         return mlmd_pb.Execution.State.Name(self.by_key[key].last_known_state)
 
     def prop(self, key: str, name: str):
-        return recorder.value_to_python(self.by_key[key].custom_properties[name])
+        return vocabulary.python_value(self.by_key[key].custom_properties[name])
 
     def event_keys(self, key: str, event_type: int) -> Dict[str, List[int]]:
         """Path key -> artifact ids of the execution's events of one type."""

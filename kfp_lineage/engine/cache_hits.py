@@ -14,6 +14,7 @@ from kfp_lineage.engine import progress
 from kfp_lineage.engine import reuse
 from kfp_lineage.ir import dataflow
 from kfp_lineage.mlmd import recorder
+from kfp_lineage.mlmd import vocabulary
 
 
 @dataclasses.dataclass
@@ -40,14 +41,14 @@ class CacheHits:
     def serve(self, task: container_tasks.ContainerTask) -> Optional[CacheHit]:
         """Records a cache hit for `task` and returns it, or None for a miss.
 
-        For a task that may be cached, its fingerprint is put in task.properties["cache_fingerprint"] either way,
+        For a task that may be cached, its fingerprint is put in task.properties[vocabulary.CACHE_FINGERPRINT] either way,
         so the execution it gets on a miss carries it (and later runs can find it).
         """
         if not (self._enabled and task.task.caching_options.enable_cache):
             return None
         fingerprint = caching.fingerprint(task.component, task.container, task.parameters, task.artifacts,
                                           task.task.caching_options.cache_key)
-        task.properties["cache_fingerprint"] = fingerprint
+        task.properties[vocabulary.CACHE_FINGERPRINT] = fingerprint
         if self._index is None:
             self._index = self._recorder.cache_index(self._contexts)
         cached_id = self._index.get(fingerprint)
@@ -59,10 +60,11 @@ class CacheHits:
             self._reporter.warn(
                 f"{task.key}: the cached result's artifact {missing[0]} was deleted; running the task again")
             return None
-        properties = dict(task.properties, cached_execution_id=cached.execution_id, image=task.container.image,
-                          outputs=cached.outputs)
+        properties = dict(task.properties, **{vocabulary.CACHED_EXECUTION_ID: cached.execution_id,
+                                               vocabulary.IMAGE: task.container.image,
+                                               vocabulary.OUTPUTS: cached.outputs})
         execution_id, _ = self._recorder.record_finished_execution(
-            self._contexts, recorder.CONTAINER_EXECUTION_TYPE, properties, mlmd_pb.Execution.CACHED,
+            self._contexts, vocabulary.CONTAINER_EXECUTION_TYPE, properties, mlmd_pb.Execution.CACHED,
             input_artifacts=task.input_ids,
             reused_output_artifacts={k: [a.id for a in arts] for k, arts in cached.artifacts.items()},
         )

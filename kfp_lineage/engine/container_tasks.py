@@ -28,6 +28,7 @@ from kfp_lineage.engine.exec import handler
 from kfp_lineage.engine.exec import supervision
 from kfp_lineage.ir import dataflow
 from kfp_lineage.mlmd import recorder
+from kfp_lineage.mlmd import vocabulary
 
 
 @dataclasses.dataclass
@@ -116,9 +117,9 @@ class TaskRunner:
 
         The execution is created only now, so RUNNING in the store means the process is really running.
         """
-        properties = dict(task.properties, image=task.container.image)
+        properties = dict(task.properties, **{vocabulary.IMAGE: task.container.image})
         execution_id = self._recorder.create_execution(
-            self._contexts, recorder.CONTAINER_EXECUTION_TYPE, properties, input_artifacts=task.input_ids
+            self._contexts, vocabulary.CONTAINER_EXECUTION_TYPE, properties, input_artifacts=task.input_ids
         )
         task_dir = os.path.join(self._run_root, task.name, str(uuid.uuid4()))
         env = dict(self._task_env)
@@ -193,7 +194,7 @@ class TaskRunner:
         }
         artifact_ids = self._recorder.publish_execution(
             self._contexts, running.execution_id, mlmd_pb.Execution.COMPLETE,
-            properties={"outputs": outcome.parameters}, output_artifacts=drafts,
+            properties={vocabulary.OUTPUTS: outcome.parameters}, output_artifacts=drafts,
         )
         produced = dataflow.Produced(parameters=dict(outcome.parameters))
         for output, artifacts in outcome.artifacts.items():

@@ -11,6 +11,7 @@ from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 from kfp_lineage.engine import reuse
 from kfp_lineage.ir import dataflow
 from kfp_lineage.mlmd import recorder
+from kfp_lineage.mlmd import vocabulary
 
 ImporterSpec = pipeline_spec_pb2.PipelineDeploymentConfig.ImporterSpec
 
@@ -34,13 +35,13 @@ def run_importer(record: recorder.Recorder, contexts: recorder.RunContexts, impo
     existing = None if importer.reimport else record.find_importable(contexts, uri, schema_title, metadata)
     if existing is not None:
         execution_id, ids = record.record_finished_execution(
-            contexts, recorder.IMPORTER_EXECUTION_TYPE, properties, mlmd_pb.Execution.COMPLETE,
+            contexts, vocabulary.IMPORTER_EXECUTION_TYPE, properties, mlmd_pb.Execution.COMPLETE,
             reused_output_artifacts={output_key: [existing.id]},
         )
         metadata = reuse.artifact_metadata(existing)
     else:
         execution_id, ids = record.record_finished_execution(
-            contexts, recorder.IMPORTER_EXECUTION_TYPE, properties, mlmd_pb.Execution.COMPLETE,
+            contexts, vocabulary.IMPORTER_EXECUTION_TYPE, properties, mlmd_pb.Execution.COMPLETE,
             output_artifacts={output_key: [recorder.OutputArtifact(schema_title, uri, metadata, output_key)]},
         )
     artifact = dataflow.InputArtifact(ids[output_key][0], schema_title, importer.type_schema.schema_version, uri,

@@ -13,9 +13,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from kfp_lineage import task_paths
 from kfp_lineage.engine import results
 from kfp_lineage.ir import dataflow
 from kfp_lineage.ir import resolution
+from kfp_lineage.mlmd import vocabulary
 
 
 @dataclasses.dataclass
@@ -56,7 +58,7 @@ class Loop:
         self._results: Dict[int, dataflow.Produced] = {}
 
     def iteration_key(self, index: int) -> str:
-        return f"{self.key}/iteration-{index}"
+        return task_paths.iteration_path(self.key, index)
 
     def next_iteration(self, interrupted: bool) -> Optional[Iteration]:
         """The next iteration to start now, counted as running; None when the limit is reached or none is left.
@@ -79,12 +81,12 @@ class Loop:
         else:
             parameters[self.item_input] = self.items[index]
         properties = {
-            "display_name": f"{self.display_name}-iteration-{index}",
-            "task_name": self.name,
-            "parent_dag_id": self.execution_id,
-            "iteration_index": index,
-            "inputs": parameters,
-            "total_dag_tasks": len(self.component.dag.tasks),
+            vocabulary.DISPLAY_NAME: f"{self.display_name}-iteration-{index}",
+            vocabulary.TASK_NAME: self.name,
+            vocabulary.PARENT_DAG_ID: self.execution_id,
+            vocabulary.ITERATION_INDEX: index,
+            vocabulary.INPUTS: parameters,
+            vocabulary.TOTAL_DAG_TASKS: len(self.component.dag.tasks),
         }
         input_ids = {name: [a.artifact_id for a in arts] for name, arts in artifacts.items()}
         return Iteration(index, self.iteration_key(index), parameters, artifacts, properties, input_ids)

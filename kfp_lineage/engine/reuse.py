@@ -8,18 +8,17 @@ from typing import Any, Dict, Mapping
 from kfp.pipeline_spec import pipeline_spec_pb2
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-from kfp_lineage import digests
 from kfp_lineage.ir import dataflow
 from kfp_lineage.ir import spec as spec_module
-from kfp_lineage.mlmd import recorder
+from kfp_lineage.mlmd import vocabulary
 
 # Properties kfp-lineage and the backend keep on an artifact for themselves; a task never sees them.
-_BOOKKEEPING = ("display_name", "store_session_info", digests.DIGEST_PROPERTY)
+_BOOKKEEPING = vocabulary.ARTIFACT_BOOKKEEPING_PROPERTIES
 
 
 def artifact_metadata(artifact: mlmd_pb.Artifact) -> Dict[str, Any]:
     """An MLMD artifact's metadata as a task sees it (our bookkeeping properties left out)."""
-    return {k: recorder.value_to_python(v) for k, v in artifact.custom_properties.items() if k not in _BOOKKEEPING}
+    return {k: vocabulary.python_value(v) for k, v in artifact.custom_properties.items() if k not in _BOOKKEEPING}
 
 
 def input_artifact(artifact: mlmd_pb.Artifact, schema_version: str) -> dataflow.InputArtifact:

@@ -32,6 +32,7 @@ from kfp_lineage.ir import preflight
 from kfp_lineage.ir import resolution
 from kfp_lineage.mlmd import recorder
 from kfp_lineage.mlmd import recovery
+from kfp_lineage.mlmd import vocabulary
 
 PipelineTaskSpec = pipeline_spec_pb2.PipelineTaskSpec
 ComponentSpec = pipeline_spec_pb2.ComponentSpec
@@ -95,8 +96,8 @@ class Scheduler:
         self.reporter.run_started(self.pipeline_name, self.options.run_id, self.store_label, self.run_root)
         root_execution = self.recorder.create_execution(
             self._contexts,
-            recorder.DAG_EXECUTION_TYPE,
-            {"display_name": "", "task_name": "", "inputs": self.arguments},
+            vocabulary.DAG_EXECUTION_TYPE,
+            {vocabulary.DISPLAY_NAME: "", vocabulary.TASK_NAME: "", vocabulary.INPUTS: self.arguments},
             name=f"run/{self.options.run_id}",
         )
         root = frames.Frame(
@@ -189,17 +190,17 @@ class Scheduler:
         key = frame.child_key(name)
         component = self.spec.components[task.component_ref.name]
         is_dag = component.WhichOneof("implementation") == "dag"
-        execution_type = recorder.DAG_EXECUTION_TYPE if is_dag else recorder.CONTAINER_EXECUTION_TYPE
+        execution_type = vocabulary.DAG_EXECUTION_TYPE if is_dag else vocabulary.CONTAINER_EXECUTION_TYPE
         properties: Dict[str, Any] = {
-            "display_name": task.task_info.name or name,
-            "task_name": name,
-            "parent_dag_id": frame.execution_id,
+            vocabulary.DISPLAY_NAME: task.task_info.name or name,
+            vocabulary.TASK_NAME: name,
+            vocabulary.PARENT_DAG_ID: frame.execution_id,
         }
         view = resolution.DagView(frame.parameters, frame.artifacts, frame.states, frame.outputs,
                                   frame.final_statuses, self.options.run_id, frame.execution_id)
         try:
             parameters, artifacts = resolution.resolve_task_inputs(view, task, component)
-            properties["inputs"] = parameters
+            properties[vocabulary.INPUTS] = parameters
             run_it = not task.trigger_policy.condition or conditions.evaluate_condition(
                 task.trigger_policy.condition, parameters
             )
@@ -218,20 +219,20 @@ class Scheduler:
             return
         input_ids = {input_name: [a.artifact_id for a in arts] for input_name, arts in artifacts.items()}
         if items is not None:
-            properties["iteration_count"] = len(items[1])
-            properties["total_dag_tasks"] = len(items[1])
+            properties[vocabulary.ITERATION_COUNT] = len(items[1])
+            properties[vocabulary.TOTAL_DAG_TASKS] = len(items[1])
             execution_id = self.recorder.create_execution(
-                self._contexts, recorder.DAG_EXECUTION_TYPE, properties, input_artifacts=input_ids
+                self._contexts, vocabulary.DAG_EXECUTION_TYPE, properties, input_artifacts=input_ids
             )
             frame.states[name] = results.RUNNING
             loop = loops.Loop(
                 name=name, key=key, component=component, execution_id=execution_id,
-                display_name=properties["display_name"], items=items, parameters=parameters, artifacts=artifacts,
+                display_name=properties[vocabulary.DISPLAY_NAME], items=items, parameters=parameters, artifacts=artifacts,
                 limit=task.iterator_policy.parallelism_limit,
             )
             self._advance_loop(frame, loop)
         elif is_dag:
-            properties["total_dag_tasks"] = len(component.dag.tasks)
+            properties[vocabulary.TOTAL_DAG_TASKS] = len(component.dag.tasks)
             execution_id = self.recorder.create_execution(
                 self._contexts, execution_type, properties, input_artifacts=input_ids
             )
@@ -285,7 +286,7 @@ class Scheduler:
         if failed:  # name the first failed task, for exit handlers' PipelineTaskFinalStatus
             error = next((f"{name}: {status.error}" for name, status in frame.final_statuses.items()
                           if status.state == results.FAILED and status.error), "")
-        properties = {"outputs": produced.parameters} if produced.parameters else {}
+        properties = {vocabulary.OUTPUTS: produced.parameters} if produced.parameters else {}
         self.recorder.publish_execution(self._contexts, frame.execution_id, results.MLMD_STATE[state], properties)
         frame.on_done(state, produced, time.monotonic() - frame.started, error)
 
@@ -317,7 +318,7 @@ class Scheduler:
         though an iteration that ends while it starts re-enters here) when every iteration ended."""
         while (iteration := loop.next_iteration(self._interrupted)) is not None:
             execution_id = self.recorder.create_execution(
-                self._contexts, recorder.DAG_EXECUTION_TYPE, iteration.properties, input_artifacts=iteration.input_ids
+                self._contexts, vocabulary.DAG_EXECUTION_TYPE, iteration.properties, input_artifacts=iteration.input_ids
             )
             child = frames.Frame(
                 key=iteration.key, component=loop.component, execution_id=execution_id,
@@ -328,7 +329,7 @@ class Scheduler:
             self._advance(child)
         if loop.ready_to_finish:
             state, produced = loop.finish(self._interrupted)
-            properties = {"outputs": produced.parameters} if produced.parameters else {}
+            properties = {vocabulary.OUTPUTS: produced.parameters} if produced.parameters else {}
             self.recorder.publish_execution(self._contexts, loop.execution_id, results.MLMD_STATE[state], properties)
             self._child_done(frame, loop.name, loop.execution_id, state, produced, time.monotonic() - loop.started,
                              "")

@@ -18,22 +18,6 @@ from kfp_lineage import redaction
 from kfp_lineage.mlmd import store as store_module
 from kfp_lineage.mlmd import vocabulary
 
-# Names and the value codec are vocabulary's; these re-exports keep the engine's `recorder.X` imports working
-# until it imports vocabulary itself.
-PIPELINE_CONTEXT_TYPE = vocabulary.PIPELINE_CONTEXT_TYPE
-RUN_CONTEXT_TYPE = vocabulary.RUN_CONTEXT_TYPE
-DAG_EXECUTION_TYPE = vocabulary.DAG_EXECUTION_TYPE
-CONTAINER_EXECUTION_TYPE = vocabulary.CONTAINER_EXECUTION_TYPE
-IMPORTER_EXECUTION_TYPE = vocabulary.IMPORTER_EXECUTION_TYPE
-LOCAL_NAMESPACE = vocabulary.LOCAL_NAMESPACE
-RUN_RESOURCE_NAME = vocabulary.RUN_RESOURCE_NAME
-LOCAL_STORE_SESSION_INFO = vocabulary.LOCAL_STORE_SESSION_INFO
-RUNNER_PROPERTY = vocabulary.RUNNER
-RUNNER_STATE_PROPERTY = vocabulary.RUNNER_STATE
-runner_identity = vocabulary.runner_identity
-to_mlmd_value = vocabulary.to_mlmd_value
-value_to_python = vocabulary.python_value
-
 State = mlmd_pb.Execution.State
 
 

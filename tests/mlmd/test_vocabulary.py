@@ -29,13 +29,6 @@ def test_values_convert_as_the_backend_converts_artifact_metadata_and_back(value
     assert type(vocabulary.python_value(converted)) is type(expected)
 
 
-def test_python_value_matches_recorder_value_to_python():
-    for sample, _ in SAMPLES:
-        value = recorder.to_mlmd_value(sample)
-        assert vocabulary.python_value(value) == recorder.value_to_python(value), sample
-    assert vocabulary.python_value(mlmd_pb.Value()) is None
-
-
 def test_the_kinds_of_mlmd_value():
     assert vocabulary.to_mlmd_value(None) is None
     assert vocabulary.to_mlmd_value(3).WhichOneof("value") == "double_value"
