@@ -109,6 +109,17 @@ def redact(name: str, value: Any) -> Any:
     return value
 
 
+def contains_redacted(value: Any) -> bool:
+    """Whether a value read back from MLMD had something redacted in it (it holds REDACTED somewhere)."""
+    if isinstance(value, str):
+        return REDACTED in value
+    if isinstance(value, Mapping):
+        return any(contains_redacted(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(contains_redacted(v) for v in value)
+    return False
+
+
 def secret_values(parameters: Mapping[str, Any]) -> List[str]:
     """The literal secret strings among `parameters` (values of secret names, passwords inside URLs), longest first,
     for scrubbing free text such as task logs."""

@@ -47,7 +47,7 @@ class CacheHits:
         if not (self._enabled and task.task.caching_options.enable_cache):
             return None
         fingerprint = caching.fingerprint(task.component, task.container, task.parameters, task.artifacts,
-                                          task.task.caching_options.cache_key)
+                                          task.task.caching_options.cache_key, task.task.component_ref.name)
         task.properties[vocabulary.CACHE_FINGERPRINT] = fingerprint
         if self._index is None:
             self._index = self._recorder.cache_index(self._contexts)
@@ -55,10 +55,16 @@ class CacheHits:
         cached = self._recorder.cached_result(cached_id) if cached_id is not None else None
         if cached is None:
             return None
-        missing = caching.missing_outputs(a.uri for arts in cached.artifacts.values() for a in arts)
+        missing = caching.missing_outputs((a.uri, vocabulary.CONTENT_DIGEST in a.custom_properties)
+                                          for arts in cached.artifacts.values() for a in arts)
         if missing:
             self._reporter.warn(
                 f"{task.key}: the cached result's artifact {missing[0]} was deleted; running the task again")
+            return None
+        redacted = caching.redacted_outputs(cached.outputs)
+        if redacted:
+            self._reporter.warn(f"{task.key}: the cached result's output {redacted[0]!r} was recorded redacted; "
+                                "running the task again")
             return None
         properties = dict(task.properties, **{vocabulary.CACHED_EXECUTION_ID: cached.execution_id,
                                                vocabulary.IMAGE: task.container.image,
