@@ -12,6 +12,7 @@ import pytest
 
 from tests.standins.gcs import GcsStandIn
 from tests.standins.kfp_api import KfpApiStandIn
+from tests.standins.mlmd_grpc import MlmdGrpcStandIn
 from tests.standins.project import LOCATION, PROJECT, PROJECT_NUMBER
 from tests.standins.resource_manager import ResourceManagerStandIn
 from tests.standins.vertex import VertexStandIn
@@ -78,3 +79,10 @@ def resource_manager(resource_manager_session: ResourceManagerStandIn) -> Iterat
     resource_manager_session.connects.clear()
     yield resource_manager_session
     resource_manager_session.calls.clear()
+
+
+@pytest.fixture
+def mlmd_grpc(tmp_path) -> Iterator[MlmdGrpcStandIn]:
+    """ml-metadata's gRPC service over a fresh SQLite store (`mlmd_grpc.sqlite_path`); `--store mlmd_grpc.url`."""
+    with MlmdGrpcStandIn(str(tmp_path / "mlmd-grpc.sqlite")) as server:
+        yield server
