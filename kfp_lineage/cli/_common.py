@@ -53,7 +53,8 @@ store_option = click.option(
     envvar=store_module.STORE_ENV_VAR,
     show_envvar=True,
     help="Metadata store: a path or sqlite:///PATH (default .kfp-lineage/mlmd.sqlite), "
-    "mysql://USER:PASSWORD@HOST:PORT/DB or postgresql://USER@HOST:PORT/DB.",
+    "mysql://USER:PASSWORD@HOST:PORT/DB, postgresql://USER@HOST:PORT/DB, or a KFP cluster's metadata-grpc-service: "
+    "grpc://HOST:PORT (grpcs://HOST:PORT?ca=CA.pem for TLS).",
 )
 
 

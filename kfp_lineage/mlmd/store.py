@@ -1,4 +1,5 @@
-"""Metadata store URLs: parse, redact and open ml-metadata stores (SQLite, MySQL/MariaDB, PostgreSQL)."""
+"""Metadata store URLs: parse, redact and open ml-metadata stores (SQLite, MySQL/MariaDB, PostgreSQL, and an
+ml-metadata gRPC service: grpc_store.py)."""
 
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def parse_store_url(url: Optional[str]) -> StoreURL:
 
     Args:
         url: a file path, `sqlite:///relative/path`, `sqlite:////absolute/path`,
-            `mysql://user:password@host:port/db` or `postgresql://user[:password]@host:port/db`.
+            `mysql://user:password@host:port/db`, `postgresql://user[:password]@host:port/db`, or
+            `grpc://host:port` / `grpcs://host:port?ca=...` (grpc_store.parse_grpc_url).
             None or "" means the default SQLite file `.kfp-lineage/mlmd.sqlite`.
 
     Returns:
@@ -91,11 +93,15 @@ def parse_store_url(url: Optional[str]) -> StoreURL:
             "mysql://USER:PASSWORD@HOST:PORT/DB or postgresql://USER@HOST:PORT/DB"
         ) from None
     scheme = {"postgres": "postgresql", "mariadb": "mysql"}.get(parsed.scheme, parsed.scheme)
+    if scheme in ("grpc", "grpcs"):
+        from kfp_lineage.mlmd import grpc_store  # it builds on this module
+
+        return grpc_store.parse_grpc_url(url)
     if scheme not in _SCHEMES:
         shown = url.split("://", 1)[0]
         raise errors.StoreError(
             f"store URL scheme {shown!r} is not supported: use a file path, sqlite:///PATH, "
-            "mysql://USER:PASSWORD@HOST:PORT/DB or postgresql://USER@HOST:PORT/DB"
+            "mysql://USER:PASSWORD@HOST:PORT/DB, postgresql://USER@HOST:PORT/DB or grpc://HOST:PORT"
         )
     if scheme == "sqlite":
         path = url.split("://", 1)[1]
@@ -153,6 +159,10 @@ def open_store(url: StoreURL) -> metadata_store.MetadataStore:
     Raises:
         StoreError: the store cannot be opened; the message names the redacted URL and the cause.
     """
+    if url.scheme in ("grpc", "grpcs"):
+        from kfp_lineage.mlmd import grpc_store
+
+        return grpc_store.open_grpc_store(url)
     if url.scheme == "sqlite":
         directory = os.path.dirname(url.path)
         try:
