@@ -11,7 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from kfp_lineage import cli
-from tests.standins.mlmd_grpc import MlmdGrpcStandIn, silent_server, unused_port
+from tests.standins.mlmd_grpc import LOOPBACK, MlmdGrpcStandIn, silent_server, unused_port
+
+pytest_plugins = ["tests.standins.fixtures"]
+pytestmark = pytest.mark.usefixtures("grpc_to_loopback")
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TRAINING = os.path.join(REPO, "specs", "training.yaml")
@@ -40,7 +43,7 @@ def service(tmp_path_factory):
             [KFP_LINEAGE, "run", TRAINING, "--store", server.url, "--run-id", "training-grpc",
              "--param", f"source_uri={DATA}", "--param", "code_version=abc123",
              "--pipeline-root", str(tmp / "root")],
-            cwd=tmp, capture_output=True, text=True, timeout=300,
+            cwd=tmp, capture_output=True, text=True, timeout=300, env={**os.environ, "no_grpc_proxy": LOOPBACK},
         )
         assert completed.returncode == 0, completed.stderr
         assert completed.stdout == "COMPLETE run training-grpc\n"
@@ -89,7 +92,7 @@ def test_nothing_listening_is_one_line_and_exit_2(args):
 def test_run_refuses_an_unreachable_store_before_any_task_runs(tmp_path):
     url = f"grpc://127.0.0.1:{unused_port()}"
     completed = subprocess.run([KFP_LINEAGE, "run", TRAINING, "--store", url], cwd=tmp_path, capture_output=True,
-                               text=True, timeout=120)
+                               text=True, timeout=120, env={**os.environ, "no_grpc_proxy": LOOPBACK})
     assert completed.returncode == 2
     assert completed.stderr.startswith(f"Error: cannot reach the metadata store {url} ")
     assert completed.stderr.count("\n") == 1 and "Traceback" not in completed.stderr
@@ -100,7 +103,8 @@ def test_a_silent_service_times_out_in_one_line_instead_of_hanging():
     with silent_server() as address:
         started = time.monotonic()
         completed = subprocess.run([KFP_LINEAGE, "show", "latest", "--store", f"grpc://{address}?timeout=1"],
-                                   capture_output=True, text=True, timeout=60)
+                                   capture_output=True, text=True, timeout=60,
+                                   env={**os.environ, "no_grpc_proxy": LOOPBACK})
         elapsed = time.monotonic() - started
     assert completed.returncode == 2 and elapsed < 30
     assert completed.stderr.startswith(f"Error: got no answer in time from the metadata store grpc://{address}"

@@ -11,6 +11,7 @@ from tests import conftest
 from tests.lineage_stores import Builder
 
 pytest_plugins = ["tests.standins.fixtures"]
+pytestmark = pytest.mark.usefixtures("grpc_to_loopback")
 
 
 def build_layers(metadata_store, width, depth):

@@ -12,6 +12,7 @@ from kfp_lineage.mlmd import store
 from tests.standins.mlmd_grpc import MlmdGrpcStandIn, TlsFiles, silent_server, unused_port, write_tls_files
 
 pytest_plugins = ["tests.standins.fixtures"]
+pytestmark = pytest.mark.usefixtures("grpc_to_loopback")
 
 
 # --- parsing -------------------------------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ from ml_metadata.metadata_store.pywrap.metadata_store_extension import metadata_
 from ml_metadata.proto import metadata_store_pb2, metadata_store_service_pb2
 
 SERVICE = metadata_store_service_pb2.DESCRIPTOR.services_by_name["MetadataStoreService"]
+# For no_grpc_proxy: clients reach the stand-ins directly even when grpc_proxy is set (tests/standins/fixtures.py).
+LOOPBACK = "127.0.0.1,localhost"
 _STATUS_BY_CODE = {code.value[0]: code for code in grpc.StatusCode}
 # The limits a cluster's metadata-grpc-service runs with would not matter here; big enough for any test store.
 _MESSAGE_LIMIT = 256 * 1024 * 1024
