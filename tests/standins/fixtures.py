@@ -16,6 +16,7 @@ from tests.standins.mlmd_grpc import LOOPBACK, MlmdGrpcStandIn
 from tests.standins.project import LOCATION, PROJECT, PROJECT_NUMBER
 from tests.standins.resource_manager import ResourceManagerStandIn
 from tests.standins.vertex import VertexStandIn
+from tests.standins.vertex_metadata import VertexMetadataStandIn
 
 
 
@@ -94,3 +95,10 @@ def mlmd_grpc(tmp_path, grpc_to_loopback) -> Iterator[MlmdGrpcStandIn]:
     with MlmdGrpcStandIn(str(tmp_path / "mlmd-grpc.sqlite")) as server:
         yield server
 
+
+@pytest.fixture
+def vertex_metadata() -> Iterator[VertexMetadataStandIn]:
+    """Vertex AI Pipelines and Vertex ML Metadata for PROJECT in LOCATION; pass `vertex_metadata.url` as the API
+    endpoint. Add runs with `add_run` / `tests.standins.vertex_metadata.add_training_run`."""
+    with VertexMetadataStandIn(project=PROJECT, location=LOCATION, project_number=PROJECT_NUMBER) as server:
+        yield server
