@@ -97,6 +97,10 @@ def parse_store_url(url: Optional[str]) -> StoreURL:
         from kfp_lineage.mlmd import grpc_store  # it builds on this module
 
         return grpc_store.parse_grpc_url(url)
+    if scheme == "vertex":  # a Vertex AI pipeline job, read from Vertex ML Metadata (read commands only)
+        from kfp_lineage.lineage import vertex_reader
+
+        return vertex_reader.parse_vertex_run(url)  # type: ignore[return-value]
     if scheme not in _SCHEMES:
         shown = url.split("://", 1)[0]
         raise errors.StoreError(
@@ -163,6 +167,10 @@ def open_store(url: StoreURL) -> metadata_store.MetadataStore:
         from kfp_lineage.mlmd import grpc_store
 
         return grpc_store.open_grpc_store(url)
+    if url.scheme == "vertex":
+        raise errors.StoreError(
+            f"{url.redacted} is a Vertex AI pipeline job, which kfp-lineage reads but never records into: "
+            "record into a file, mysql://, postgresql:// or grpc:// store")
     if url.scheme == "sqlite":
         directory = os.path.dirname(url.path)
         try:
