@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from kfp_lineage import cli
+from tests import readme_examples
 from tests.standins.mlmd_grpc import LOOPBACK, MlmdGrpcStandIn, silent_server, unused_port
 
 pytest_plugins = ["tests.standins.fixtures"]
@@ -110,3 +111,22 @@ def test_a_silent_service_times_out_in_one_line_instead_of_hanging():
     assert completed.stderr.startswith(f"Error: got no answer in time from the metadata store grpc://{address}"
                                        "?timeout=1 (GetContextTypes: Deadline Exceeded): ")
     assert completed.stderr.count("\n") == 1
+
+
+def test_the_readme_shows_real_output_of_a_grpc_store(service, tmp_path):
+    transcripts = [(args, printed) for args, printed in readme_examples.transcripts("Checking a run on Kubeflow or Vertex AI")
+                   if "--store" in args]
+    [(runs, runs_printed), (check, check_printed), (refused, refused_printed)] = transcripts
+    assert runs == ["runs", "--store", "grpc://localhost:8080"]
+    assert runs_printed[0].split() == ["RUN", "PIPELINE", "STATE", "STARTED", "DURATION", "TASKS"]
+    run_id = runs_printed[1].split()[0]
+    port = service.url.rsplit(":", 1)[1]
+    local = {"grpc://localhost:8080": f"grpc://localhost:{port}", "specs/training.lineage.yaml": TRAINING_LINEAGE}
+    result = invoke(*[local.get(a, a) for a in check])
+    assert result.exit_code == 0
+    assert result.output.replace("training-grpc", run_id).replace(TRAINING_LINEAGE, "specs/training.lineage.yaml") \
+        .splitlines() == check_printed
+    port = unused_port()
+    result = invoke(*[a.replace("localhost:8080", f"localhost:{port}") for a in refused])
+    assert result.exit_code == 2
+    assert result.output.replace(str(port), "8080").splitlines() == refused_printed

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from kfp_lineage import cli
 from tests.standins.mlmd_grpc import unused_port
 from tests.standins.project import LOCATION, PROJECT, PROJECT_NUMBER
+from tests import readme_examples
 from tests.standins.vertex_metadata import add_training_run
 
 pytest_plugins = ["tests.standins.fixtures"]
@@ -174,3 +175,30 @@ def test_submit_check_is_refused_before_anything_is_sent(vertex_metadata, tmp_pa
     assert result.exit_code == 2, result.output
     assert message in result.output and result.output.count("\n") == 1
     assert vertex_metadata.requests == []
+
+
+# --- the README shows real output --------------------------------------------------------------------------------
+
+
+def test_the_readme_shows_real_output_of_a_vertex_run():
+    from tests.standins.vertex_metadata import VertexMetadataStandIn
+
+    transcripts = [(args, printed) for args, printed in readme_examples.transcripts("Checking a run on Kubeflow or Vertex AI")
+                   if "--vertex-run" in args]
+    assert len(transcripts) == 3
+    with VertexMetadataStandIn(project="my-project", project_number=PROJECT_NUMBER) as standin:
+        run = add_training_run(standin, JOB_ID)
+        for index, (args, printed) in enumerate(transcripts):
+            if index == 2:  # the README's failing check: the event of evaluate reading the model taken out
+                tasks = {t["taskName"]: t for t in run.job["jobDetail"]["taskDetails"]}
+                standin.remove_event(tasks["evaluate"]["execution"]["name"], run.output(tasks["train"], "model"),
+                                     "INPUT")
+            with_endpoint = args + ["--api-endpoint", standin.url]
+            cwd = os.getcwd()
+            os.chdir(REPO)  # the README runs from the repository: specs/training.lineage.yaml
+            try:
+                result = invoke(*with_endpoint)
+            finally:
+                os.chdir(cwd)
+            assert result.exit_code == (1 if index == 2 else 0), result.output
+            assert result.output.splitlines() == printed

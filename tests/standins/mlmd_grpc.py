@@ -49,7 +49,7 @@ class MlmdGrpcStandIn:
     Use as a context manager (or `start()` / `close()`). `url` is what `--store` takes.
     """
 
-    def __init__(self, sqlite_path: str, tls: Optional[TlsFiles] = None) -> None:
+    def __init__(self, sqlite_path: str, tls: Optional[TlsFiles] = None, port: int = 0) -> None:
         config = metadata_store_pb2.ConnectionConfig()
         config.sqlite.filename_uri = sqlite_path
         config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
@@ -67,7 +67,7 @@ class MlmdGrpcStandIn:
                     for method in SERVICE.methods}
         self._server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)])
         if tls is None:
-            self.port = self._server.add_insecure_port("127.0.0.1:0")
+            self.port = self._server.add_insecure_port(f"127.0.0.1:{port}")
             scheme = "grpc"
         else:
             credentials = grpc.ssl_server_credentials(
@@ -75,7 +75,7 @@ class MlmdGrpcStandIn:
                 root_certificates=_read_bytes(tls.client_ca) if tls.client_ca else None,
                 require_client_auth=bool(tls.client_ca),
             )
-            self.port = self._server.add_secure_port("127.0.0.1:0", credentials)
+            self.port = self._server.add_secure_port(f"127.0.0.1:{port}", credentials)
             scheme = "grpcs"
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"{scheme}://{self.host}"
