@@ -164,15 +164,15 @@ def submit_command(
                               enable_caching=enable_caching, dry_run=dry_run, wait=wait, poll_interval=poll_interval)
         if run is None:
             return
+        if not as_json:
+            click.echo(f"{run.state} {run.name}")
         checked = _check_vertex_run(run, lineage_spec, project or "", location, api_endpoint or "") \
             if lineage_spec is not None else None
         if as_json:
             data = run.to_json() if checked is None else {**run.to_json(), "check": checked.to_json()}
             click.echo(json.dumps(data, indent=2, sort_keys=True))
-        else:
-            click.echo(f"{run.state} {run.name}")
-            if checked is not None:
-                click.echo(checked.to_text())
+        elif checked is not None:
+            click.echo(checked.to_text())
         if wait and not run.succeeded:
             detail = f": {run.error}" if run.error else ""
             click.echo(f"Error: {_noun(run)} {run.run_id} ended {run.state}{detail} (see {run.url})", err=True)
@@ -198,12 +198,21 @@ def _lineage_spec_to_check(path: Optional[str], loaded: spec.LoadedPipeline, *, 
 
 
 def _check_vertex_run(run: submit.RemoteRun, lineage_spec: expectations_spec.LineageSpec, project: str,
-                      location: str, api_endpoint: str) -> expectations.CheckResult:
-    """Reads the ended job's lineage from Vertex ML Metadata and checks it against the spec."""
+                      location: str, api_endpoint: str) -> Optional[expectations.CheckResult]:
+    """Reads the ended job's lineage from Vertex ML Metadata and checks it against the spec; None when a job that
+    failed cannot be read (it may never have started)."""
     url = vertex_reader.VertexRunURL(project=project, location=location, job_id=run.run_id,
                                      api_endpoint=api_endpoint)
     click.echo(f"checking the lineage of {url.job_name} against {lineage_spec.source}", err=True)
-    store = vertex_reader.open_vertex_run(url)
+    try:
+        store = vertex_reader.open_vertex_run(url)
+    except errors.StoreError as e:
+        if run.succeeded:
+            raise
+        # The job's failure is what the user must hear about (exit 1); a job that failed before it started has
+        # no lineage to check.
+        click.echo(f"warning: cannot check the lineage of the failed job: {e}", err=True)
+        return None
     return expectations.check_lineage(store, lineage_spec, run.run_id, store_label=url.redacted)
 
 

@@ -202,3 +202,15 @@ def test_the_readme_shows_real_output_of_a_vertex_run():
                 os.chdir(cwd)
             assert result.exit_code == (1 if index == 2 else 0), result.output
             assert result.output.splitlines() == printed
+
+
+def test_submit_wait_check_reports_a_failed_job_that_left_no_lineage(submit_standins):
+    standin = submit_standins
+    standin.job_states = ["PIPELINE_STATE_RUNNING", "PIPELINE_STATE_FAILED"]
+    result = invoke(*submit_args(standin, "--job-id", "training-check-3", "--wait", "--check", TRAINING_LINEAGE))
+    assert result.exit_code == 1
+    job = f"projects/{PROJECT}/locations/{LOCATION}/pipelineJobs/training-check-3"
+    assert (f"warning: cannot check the lineage of the failed job: pipeline job {job} has no ML Metadata run "
+            "context yet (PIPELINE_STATE_FAILED)") in result.stderr
+    assert result.stderr.splitlines()[-1].startswith(
+        "Error: Vertex AI pipeline job training-check-3 ended PIPELINE_STATE_FAILED: The DAG failed")
