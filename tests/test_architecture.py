@@ -28,7 +28,7 @@ ALLOWED = {
     "engine": {"base", "ir", "mlmd", "engine"},
     "lineage": {"base", "mlmd", "lineage"},
     "expect": {"base", "ir", "mlmd", "lineage", "engine", "expect"},
-    "remote": {"base", "ir", "remote"},
+    "remote": {"base", "ir", "mlmd", "remote"},
     "cli": {"base", "ir", "mlmd", "engine", "lineage", "expect", "remote", "cli"},
 }
 WRITER = "kfp_lineage.mlmd.recorder"
@@ -138,6 +138,11 @@ def test_no_import_cycles():
 def test_the_read_side_never_imports_the_writer():
     readers = [m for m in GRAPH if _layer(m) in READ_SIDE and WRITER in GRAPH[m]]
     assert readers == []
+
+
+def test_only_the_engine_writes_runs():
+    writers = sorted(m for m in GRAPH if WRITER in GRAPH[m] and _layer(m) not in ("engine", "mlmd"))
+    assert writers == []
 
 
 def test_no_module_shadows_the_standard_library():

@@ -12,6 +12,8 @@ from typing import List, Optional
 # ml-metadata's C++ layer logs every MySQL/PostgreSQL connection to stderr through glog; only warnings and
 # errors should reach a user. glog reads this when the extension loads, so it is set before any import of it.
 os.environ.setdefault("GLOG_minloglevel", "1")
+# gRPC's core logs a failed TLS handshake at INFO before the call fails; the call's error is reported in one line.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 # google-api-core warns on every import that Python 3.11 support ends in 2027; it is not actionable for users
 # of this CLI and buries the progress lines. Installed before the library imports that trigger it.

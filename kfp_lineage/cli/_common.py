@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
 import sys
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import click
 from ml_metadata.metadata_store import metadata_store
@@ -53,17 +54,67 @@ store_option = click.option(
     envvar=store_module.STORE_ENV_VAR,
     show_envvar=True,
     help="Metadata store: a path or sqlite:///PATH (default .kfp-lineage/mlmd.sqlite), "
-    "mysql://USER:PASSWORD@HOST:PORT/DB or postgresql://USER@HOST:PORT/DB.",
+    "mysql://USER:PASSWORD@HOST:PORT/DB, postgresql://USER@HOST:PORT/DB, or a KFP cluster's metadata-grpc-service: "
+    "grpc://HOST:PORT (grpcs://HOST:PORT?ca=CA.pem for TLS).",
 )
 
 
+def read_store_options(command: Callable) -> Callable:
+    """--store, or --vertex-run (with --api-endpoint), for the commands that read one run's lineage.
+
+    --vertex-run reaches the command as its `store` argument, a vertex:// URL that open_existing_store reads.
+    """
+
+    @functools.wraps(command)
+    def with_vertex_run(*args: Any, vertex_run: Optional[str], vertex_endpoint: Optional[str], **kwargs: Any) -> Any:
+        if vertex_run or vertex_endpoint:
+            with errors_to_exit_codes():
+                kwargs["store"] = _vertex_store(vertex_run, vertex_endpoint)
+        return command(*args, **kwargs)
+
+    with_vertex_run = click.option(
+        "--api-endpoint", "vertex_endpoint", metavar="URL",
+        help="With --vertex-run: a custom Vertex AI API endpoint (private endpoint, emulator); "
+             "plain http:// is called anonymously.")(with_vertex_run)
+    with_vertex_run = click.option(
+        "--vertex-run", metavar="projects/P/locations/L/pipelineJobs/JOB",
+        help="Read a Vertex AI Pipelines run from Vertex ML Metadata instead of a store: the pipeline job's name, "
+             "as `submit --vertex` prints it (its run id is the job ID; `latest` names it too).")(with_vertex_run)
+    return store_option(with_vertex_run)
+
+
+def _vertex_store(vertex_run: Optional[str], endpoint: Optional[str]) -> str:
+    """The vertex:// URL for --vertex-run and --api-endpoint; refuses them with --store, or an endpoint alone."""
+    if not vertex_run:
+        raise errors.InvalidInputError("--api-endpoint applies only with --vertex-run: pass the pipeline job too")
+    if click.get_current_context().get_parameter_source("store") == click.core.ParameterSource.COMMANDLINE:
+        raise errors.InvalidInputError("--store and --vertex-run both name what to read: pass one")
+    from kfp_lineage.remote import vertex_lineage as vertex_reader
+
+    return vertex_reader.parse_vertex_run(vertex_run, api_endpoint=endpoint or "").redacted
+
+
+def parse_read_url(url_text: str | None) -> Any:
+    """A store URL for a read command: a store (store.parse_store_url) or a vertex:// Vertex AI pipeline job."""
+    if url_text and url_text.startswith("vertex://"):
+        from kfp_lineage.remote import vertex_lineage
+
+        return vertex_lineage.parse_vertex_run(url_text)
+    return store_module.parse_store_url(url_text)
+
+
 def open_existing_store(url_text: str | None) -> metadata_store.MetadataStore:
-    """Opens a store for reading; a SQLite file that does not exist is an error, not a new empty store.
+    """Opens a store for reading; a SQLite file that does not exist is an error, not a new empty store. A vertex://
+    URL (--vertex-run) is read from Vertex ML Metadata into a scratch store.
 
     Raises:
-        StoreError: bad URL, missing SQLite file, or unreachable server.
+        StoreError: bad URL, missing SQLite file, or unreachable server or Vertex AI endpoint.
     """
-    url = store_module.parse_store_url(url_text)
+    url = parse_read_url(url_text)
+    if url.scheme == "vertex":
+        from kfp_lineage.remote import vertex_lineage
+
+        return vertex_lineage.open_vertex_run(url)  # type: ignore[arg-type]
     if url.scheme == "sqlite" and not os.path.exists(url.path):
         raise errors.StoreError(f"no store at {url.path}: run a pipeline first, or pass --store")
     if url.scheme == "sqlite" and os.path.isfile(url.path) and os.path.getsize(url.path) == 0:

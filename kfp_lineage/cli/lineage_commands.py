@@ -76,7 +76,7 @@ def _name(artifact: Optional[lineage_graph.Artifact]) -> str:
 
 @click.command("trace")
 @click.argument("artifact", metavar="ARTIFACT")
-@_common.store_option
+@_common.read_store_options
 @depth_option
 @format_option
 @json_option
@@ -105,7 +105,7 @@ def trace_command(artifact: str, store: Optional[str], depth: int, output_format
 
 @click.command("impact")
 @click.argument("artifact", metavar="ARTIFACT")
-@_common.store_option
+@_common.read_store_options
 @depth_option
 @format_option
 @json_option
@@ -160,7 +160,7 @@ def runs_command(store: Optional[str], pipeline: Optional[str], limit: int, outp
 
 @click.command("show")
 @click.argument("reference", metavar="RUN_ID|ARTIFACT")
-@_common.store_option
+@_common.read_store_options
 @format_option
 @json_option
 @output_option

@@ -11,7 +11,10 @@ from typing import Optional, Tuple
 import click
 
 from kfp_lineage import errors
+from kfp_lineage.expect import check as expectations
+from kfp_lineage.expect import spec as expectations_spec
 from kfp_lineage.ir import spec
+from kfp_lineage.remote import vertex_lineage as vertex_reader
 from kfp_lineage.remote import submission as submit
 from kfp_lineage.remote import kfp_server as submit_kfp
 from kfp_lineage.remote import vertex as submit_vertex
@@ -92,6 +95,9 @@ _route_aiplatform_logs()
 @click.option("--wait", is_flag=True, help="Follow the run until it ends; exit 0 only if it succeeded.")
 @click.option("--poll-interval", type=click.FloatRange(min=0), default=30.0, show_default=True, metavar="SECONDS",
               help="With --wait: seconds between state checks.")
+@click.option("--check", "check_spec", metavar="SPEC.lineage.yaml",
+              help="With --vertex --wait: when the job ends, check the lineage it recorded in Vertex ML Metadata "
+                   "against this lineage spec; exit 1 when it differs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the run on stdout.")
 def submit_command(
     pipeline: str,
@@ -113,6 +119,7 @@ def submit_command(
     dry_run: bool,
     wait: bool,
     poll_interval: float,
+    check_spec: Optional[str],
     as_json: bool,
 ) -> None:
     """Submit a compiled pipeline to Vertex AI Pipelines or a Kubeflow Pipelines server.
@@ -126,6 +133,8 @@ def submit_command(
           --pipeline-root gs://my-bucket/pipeline-root --param deploy_target=vertex --wait
       kfp-lineage submit specs/training.yaml --vertex --project my-project \\
           --pipeline-root gs://my-bucket/pipeline-root --dry-run
+      kfp-lineage submit specs/training.yaml --vertex --project my-project \\
+          --pipeline-root gs://my-bucket/pipeline-root --wait --check specs/training.lineage.yaml
       kfp-lineage submit specs/training.yaml --kfp-host http://localhost:8080 --experiment training --wait
       kfp-lineage submit specs/training.yaml --kfp-host http://localhost:8080 --upload
     """
@@ -137,6 +146,7 @@ def submit_command(
         _check_backend_options(vertex, labels=labels, api_endpoint=api_endpoint, experiment=experiment,
                                namespace=namespace, kfp_token=kfp_token, upload=upload)
         loaded = spec.load_pipeline(pipeline)
+        lineage_spec = _lineage_spec_to_check(check_spec, loaded, vertex=vertex, wait=wait, dry_run=dry_run)
         arguments = _common.parse_params(params)
         if _common.CODE_VERSION_PARAMETER in loaded.spec.root.input_definitions.parameters:
             arguments.setdefault(_common.CODE_VERSION_PARAMETER, _common.git_commit())
@@ -154,14 +164,56 @@ def submit_command(
                               enable_caching=enable_caching, dry_run=dry_run, wait=wait, poll_interval=poll_interval)
         if run is None:
             return
-        if as_json:
-            click.echo(json.dumps(run.to_json(), indent=2, sort_keys=True))
-        else:
+        if not as_json:
             click.echo(f"{run.state} {run.name}")
+        checked = _check_vertex_run(run, lineage_spec, project or "", location, api_endpoint or "") \
+            if lineage_spec is not None else None
+        if as_json:
+            data = run.to_json() if checked is None else {**run.to_json(), "check": checked.to_json()}
+            click.echo(json.dumps(data, indent=2, sort_keys=True))
+        elif checked is not None:
+            click.echo(checked.to_text())
         if wait and not run.succeeded:
             detail = f": {run.error}" if run.error else ""
             click.echo(f"Error: {_noun(run)} {run.run_id} ended {run.state}{detail} (see {run.url})", err=True)
             sys.exit(_common.EXIT_RUN_FAILED)
+        if checked is not None and not checked.ok:
+            sys.exit(_common.EXIT_RUN_FAILED)
+
+
+def _lineage_spec_to_check(path: Optional[str], loaded: spec.LoadedPipeline, *, vertex: bool, wait: bool,
+                           dry_run: bool) -> Optional[expectations_spec.LineageSpec]:
+    """The --check spec, loaded and matched with the pipeline before anything is submitted."""
+    if path is None:
+        return None
+    if not vertex or not wait or dry_run:
+        raise errors.InvalidInputError(
+            "--check reads the job's lineage when it ends: use it with --vertex and --wait (and without --dry-run)")
+    lineage_spec = expectations_spec.load_lineage_spec(path)
+    if lineage_spec.pipeline != loaded.name:
+        raise errors.InvalidInputError(
+            f"--check {path} is the lineage spec of pipeline {lineage_spec.pipeline!r}, but the job runs "
+            f"{loaded.name!r}: pass the spec of {loaded.name!r}")
+    return lineage_spec
+
+
+def _check_vertex_run(run: submit.RemoteRun, lineage_spec: expectations_spec.LineageSpec, project: str,
+                      location: str, api_endpoint: str) -> Optional[expectations.CheckResult]:
+    """Reads the ended job's lineage from Vertex ML Metadata and checks it against the spec; None when a job that
+    failed cannot be read (it may never have started)."""
+    url = vertex_reader.VertexRunURL(project=project, location=location, job_id=run.run_id,
+                                     api_endpoint=api_endpoint)
+    click.echo(f"checking the lineage of {url.job_name} against {lineage_spec.source}", err=True)
+    try:
+        store = vertex_reader.open_vertex_run(url)
+    except errors.StoreError as e:
+        if run.succeeded:
+            raise
+        # The job's failure is what the user must hear about (exit 1); a job that failed before it started has
+        # no lineage to check.
+        click.echo(f"warning: cannot check the lineage of the failed job: {e}", err=True)
+        return None
+    return expectations.check_lineage(store, lineage_spec, run.run_id, store_label=url.redacted)
 
 
 def _check_backend_options(vertex: bool, **given: object) -> None:

@@ -1,8 +1,8 @@
-"""Metadata store URLs: parse, redact and open ml-metadata stores (SQLite, MySQL/MariaDB, PostgreSQL)."""
+"""Metadata store URLs: parse, redact and open ml-metadata stores (SQLite, MySQL/MariaDB, PostgreSQL, and an
+ml-metadata gRPC service: grpc_store.py)."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
 import re
@@ -12,9 +12,10 @@ from typing import Any, Callable, Optional, TypeVar
 
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
-from ml_metadata.proto import metadata_store_pb2
 
 from kfp_lineage import errors
+from kfp_lineage.mlmd import grpc_store
+from kfp_lineage.mlmd.store_url import StoreURL  # re-exported: callers name it store.StoreURL
 
 DEFAULT_STORE_PATH = os.path.join(".kfp-lineage", "mlmd.sqlite")
 STORE_ENV_VAR = "KFP_LINEAGE_STORE"
@@ -26,56 +27,13 @@ _T = TypeVar("_T")
 _DEFAULT_PORTS = {"mysql": 3306, "postgresql": 5432}
 
 
-@dataclasses.dataclass(frozen=True)
-class StoreURL:
-    """A parsed store URL. `str()` never shows the password; `redacted` is what logs and errors print."""
-
-    scheme: str
-    path: str = ""
-    host: str = ""
-    port: int = 0
-    user: str = ""
-    password: str = dataclasses.field(default="", repr=False)
-    database: str = ""
-
-    @property
-    def redacted(self) -> str:
-        """The URL with any password replaced by `***`."""
-        if self.scheme == "sqlite":
-            return f"sqlite:///{self.path}"  # absolute paths give sqlite:////abs/path, which parses back the same
-        auth = self.user + (":***" if self.password else "")
-        return f"{self.scheme}://{auth}@{self.host}:{self.port}/{self.database}"
-
-    def __str__(self) -> str:
-        return self.redacted
-
-    def connection_config(self) -> metadata_store_pb2.ConnectionConfig:
-        """The ml-metadata ConnectionConfig for this URL."""
-        config = metadata_store_pb2.ConnectionConfig()
-        if self.scheme == "sqlite":
-            config.sqlite.filename_uri = self.path
-            config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
-        elif self.scheme == "mysql":
-            config.mysql.host = self.host
-            config.mysql.port = self.port
-            config.mysql.user = self.user
-            config.mysql.password = self.password
-            config.mysql.database = self.database
-        else:
-            config.postgresql.host = self.host
-            config.postgresql.port = str(self.port)
-            config.postgresql.user = self.user
-            config.postgresql.password = self.password
-            config.postgresql.dbname = self.database
-        return config
-
-
 def parse_store_url(url: Optional[str]) -> StoreURL:
     """Parses a store URL.
 
     Args:
         url: a file path, `sqlite:///relative/path`, `sqlite:////absolute/path`,
-            `mysql://user:password@host:port/db` or `postgresql://user[:password]@host:port/db`.
+            `mysql://user:password@host:port/db`, `postgresql://user[:password]@host:port/db`, or
+            `grpc://host:port` / `grpcs://host:port?ca=...` (grpc_store.parse_grpc_url).
             None or "" means the default SQLite file `.kfp-lineage/mlmd.sqlite`.
 
     Returns:
@@ -96,11 +54,17 @@ def parse_store_url(url: Optional[str]) -> StoreURL:
             "mysql://USER:PASSWORD@HOST:PORT/DB or postgresql://USER@HOST:PORT/DB"
         ) from None
     scheme = {"postgres": "postgresql", "mariadb": "mysql"}.get(parsed.scheme, parsed.scheme)
+    if scheme in ("grpc", "grpcs"):
+        return grpc_store.parse_grpc_url(url)
+    if scheme == "vertex":  # read commands take it before it reaches here (cli/_common.py: open_existing_store)
+        raise errors.StoreError(
+            f"{url.split('?', 1)[0]} is a Vertex AI pipeline job, which kfp-lineage reads but never records into: "
+            "record into a file, mysql://, postgresql:// or grpc:// store")
     if scheme not in _SCHEMES:
         shown = url.split("://", 1)[0]
         raise errors.StoreError(
             f"store URL scheme {shown!r} is not supported: use a file path, sqlite:///PATH, "
-            "mysql://USER:PASSWORD@HOST:PORT/DB or postgresql://USER@HOST:PORT/DB"
+            "mysql://USER:PASSWORD@HOST:PORT/DB, postgresql://USER@HOST:PORT/DB or grpc://HOST:PORT"
         )
     if scheme == "sqlite":
         path = url.split("://", 1)[1]
@@ -162,6 +126,8 @@ def open_store(url: StoreURL) -> metadata_store.MetadataStore:
     Raises:
         StoreError: the store cannot be opened; the message names the redacted URL and the cause.
     """
+    if url.scheme in ("grpc", "grpcs"):
+        return grpc_store.open_grpc_store(url)
     if url.scheme == "sqlite":
         directory = os.path.dirname(url.path)
         try:

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from kfp_lineage import errors
 from kfp_lineage.mlmd import store
 
-SCHEMES = ["mysql", "mariadb", "postgresql", "postgres", "sqlite", "mongodb", "", "MySQL", "mysql+pymysql"]
+SCHEMES = ["mysql", "mariadb", "postgresql", "postgres", "sqlite", "mongodb", "", "MySQL", "mysql+pymysql", "grpc",
+           "grpcs", "GRPC"]
 # Characters a password may hold, including every one that means something in a URL.
 PASSWORD_ALPHABET = st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]) | st.sampled_from(
     list("@:/?#[]%!$&'()*+,;= \\\"")
@@ -35,7 +36,7 @@ def _assert_hidden(secret: str, url, message) -> None:
 def test_arbitrary_text_parses_or_is_a_store_error(text):
     url, _ = _refused_or_parsed(text)
     if url is not None:
-        assert url.scheme in ("sqlite", "mysql", "postgresql")
+        assert url.scheme in ("sqlite", "mysql", "postgresql", "grpc", "grpcs")
         if url.scheme == "sqlite":
             assert url.path.startswith("/")
 

@@ -12,9 +12,11 @@ import pytest
 
 from tests.standins.gcs import GcsStandIn
 from tests.standins.kfp_api import KfpApiStandIn
+from tests.standins.mlmd_grpc import LOOPBACK, MlmdGrpcStandIn
 from tests.standins.project import LOCATION, PROJECT, PROJECT_NUMBER
 from tests.standins.resource_manager import ResourceManagerStandIn
 from tests.standins.vertex import VertexStandIn
+from tests.standins.vertex_metadata import VertexMetadataStandIn
 
 
 
@@ -78,3 +80,25 @@ def resource_manager(resource_manager_session: ResourceManagerStandIn) -> Iterat
     resource_manager_session.connects.clear()
     yield resource_manager_session
     resource_manager_session.calls.clear()
+
+
+@pytest.fixture
+def grpc_to_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gRPC channels to 127.0.0.1 bypass the proxy that the Resource Manager stand-in names in grpc_proxy for the
+    rest of the session."""
+    monkeypatch.setenv("no_grpc_proxy", LOOPBACK)
+
+
+@pytest.fixture
+def mlmd_grpc(tmp_path, grpc_to_loopback) -> Iterator[MlmdGrpcStandIn]:
+    """ml-metadata's gRPC service over a fresh SQLite store (`mlmd_grpc.sqlite_path`); `--store mlmd_grpc.url`."""
+    with MlmdGrpcStandIn(str(tmp_path / "mlmd-grpc.sqlite")) as server:
+        yield server
+
+
+@pytest.fixture
+def vertex_metadata() -> Iterator[VertexMetadataStandIn]:
+    """Vertex AI Pipelines and Vertex ML Metadata for PROJECT in LOCATION; pass `vertex_metadata.url` as the API
+    endpoint. Add runs with `add_run` / `tests.standins.vertex_metadata.add_training_run`."""
+    with VertexMetadataStandIn(project=PROJECT, location=LOCATION, project_number=PROJECT_NUMBER) as server:
+        yield server
