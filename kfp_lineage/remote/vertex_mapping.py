@@ -32,16 +32,16 @@ from google.protobuf import json_format, struct_pb2
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
+from kfp_lineage.mlmd import vocabulary
 
-
-# The KFP backend's vocabulary (as mlmd/recorder.py writes it; the read side does not import the writer).
-PIPELINE_CONTEXT_TYPE = "system.Pipeline"
-RUN_CONTEXT_TYPE = "system.PipelineRun"
-DAG_EXECUTION_TYPE = "system.DAGExecution"
-CONTAINER_EXECUTION_TYPE = "system.ContainerExecution"
+# The KFP backend's names, which the scratch store is written in (mlmd/vocabulary.py).
+PIPELINE_CONTEXT_TYPE = vocabulary.PIPELINE_CONTEXT_TYPE
+RUN_CONTEXT_TYPE = vocabulary.RUN_CONTEXT_TYPE
+DAG_EXECUTION_TYPE = vocabulary.DAG_EXECUTION_TYPE
+CONTAINER_EXECUTION_TYPE = vocabulary.CONTAINER_EXECUTION_TYPE
 # Vertex AI's spellings.
-VERTEX_ROOT_TYPE = "system.Run"
-VERTEX_DAG_TYPES = frozenset({"system.DagExecution", "system.DAGExecution", VERTEX_ROOT_TYPE})
+VERTEX_ROOT_TYPE = vocabulary.VERTEX_ROOT_EXECUTION_TYPE
+VERTEX_DAG_TYPES = vocabulary.DAG_EXECUTION_TYPES
 INPUT_PREFIX, OUTPUT_PREFIX = "input:", "output:"
 
 _EXECUTION_STATES = {"NEW": mlmd_pb.Execution.NEW, "RUNNING": mlmd_pb.Execution.RUNNING,
@@ -154,7 +154,7 @@ class _Writer:
         for name in names:
             vertex = self.run.artifacts[name]
             artifact = mlmd_pb.Artifact(
-                type_id=self._type_id("artifact", vertex.schema_title or "system.Artifact"), uri=vertex.uri,
+                type_id=self._type_id("artifact", vertex.schema_title or vocabulary.GENERIC_ARTIFACT_TYPE), uri=vertex.uri,
                 state=_ARTIFACT_STATES.get(vertex.state.name, mlmd_pb.Artifact.UNKNOWN), external_id=name)
             properties = _struct(_raw(vertex).metadata)
             if vertex.display_name:
