@@ -66,7 +66,7 @@ class CacheHits:
             self._reporter.warn(f"{task.key}: the cached result's output {redacted[0]!r} was recorded redacted; "
                                 "running the task again")
             return None
-        properties = dict(task.properties, **{vocabulary.CACHED_EXECUTION_ID: cached.execution_id,
+        properties = dict(task.properties, **{vocabulary.CACHED_EXECUTION_ID: str(cached.execution_id),
                                                vocabulary.IMAGE: task.container.image,
                                                vocabulary.OUTPUTS: cached.outputs})
         execution_id, _ = self._recorder.record_finished_execution(

@@ -81,7 +81,7 @@ class Loop:
         else:
             parameters[self.item_input] = self.items[index]
         properties = {
-            vocabulary.DISPLAY_NAME: f"{self.display_name}-iteration-{index}",
+            vocabulary.DISPLAY_NAME: self.display_name,  # the loop's taskInfo.name, as the driver writes it
             vocabulary.TASK_NAME: self.name,
             vocabulary.PARENT_DAG_ID: self.execution_id,
             vocabulary.ITERATION_INDEX: index,

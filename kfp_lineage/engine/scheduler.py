@@ -206,21 +206,23 @@ class Scheduler:
             )
             items = resolution.loop_items(task, parameters, artifacts) if task.WhichOneof("iterator") else None
         except (resolution.TaskInputError, errors.LineageError) as e:
-            execution_id = self.recorder.create_execution(
-                self._contexts, execution_type, properties, state=mlmd_pb.Execution.FAILED
-            )
-            self._set_final(frame, name, results.FAILED, execution_id, error=str(e))
+            # As the backend's driver: an input that cannot be resolved creates no execution; the task (and so its
+            # DAG) fails with the error.
+            self._set_final(frame, name, results.FAILED, None, error=str(e))
             return
+        input_ids = {input_name: [a.artifact_id for a in arts] for input_name, arts in artifacts.items()}
+        if is_dag:  # the body's task count, on loops too; set before the condition, as the driver does
+            properties[vocabulary.TOTAL_DAG_TASKS] = len(component.dag.tasks)
         if not run_it:
+            # The driver resolves inputs before it evaluates the condition, so a skipped task has its INPUT events.
             execution_id = self.recorder.create_execution(
-                self._contexts, execution_type, properties, state=mlmd_pb.Execution.CANCELED
+                self._contexts, execution_type, properties, state=mlmd_pb.Execution.CANCELED,
+                input_artifacts=input_ids,
             )
             self._set_final(frame, name, results.CANCELED, execution_id)
             return
-        input_ids = {input_name: [a.artifact_id for a in arts] for input_name, arts in artifacts.items()}
         if items is not None:
             properties[vocabulary.ITERATION_COUNT] = len(items[1])
-            properties[vocabulary.TOTAL_DAG_TASKS] = len(items[1])
             execution_id = self.recorder.create_execution(
                 self._contexts, vocabulary.DAG_EXECUTION_TYPE, properties, input_artifacts=input_ids
             )
@@ -232,7 +234,6 @@ class Scheduler:
             )
             self._advance_loop(frame, loop)
         elif is_dag:
-            properties[vocabulary.TOTAL_DAG_TASKS] = len(component.dag.tasks)
             execution_id = self.recorder.create_execution(
                 self._contexts, execution_type, properties, input_artifacts=input_ids
             )
@@ -246,8 +247,11 @@ class Scheduler:
             self._advance(child)
         elif self.deployment.executors[component.executor_label].WhichOneof("spec") == "importer":
             importer_spec = self.deployment.executors[component.executor_label].importer
+            # The backend's importer launcher records the task's name as task_name, no display_name, no inputs.
+            importer_properties = {vocabulary.DISPLAY_NAME: "", vocabulary.TASK_NAME: task.task_info.name or name,
+                                   vocabulary.PARENT_DAG_ID: frame.execution_id}
             execution_id, produced = importer.run_importer(self.recorder, self._contexts, importer_spec, component,
-                                                           properties, parameters)
+                                                           importer_properties, parameters)
             frame.outputs[name] = produced
             self._set_final(frame, name, results.COMPLETE, execution_id, results.outputs_json(produced))
         else:
@@ -286,7 +290,9 @@ class Scheduler:
         if failed:  # name the first failed task, for exit handlers' PipelineTaskFinalStatus
             error = next((f"{name}: {status.error}" for name, status in frame.final_statuses.items()
                           if status.state == results.FAILED and status.error), "")
-        properties = {vocabulary.OUTPUTS: produced.parameters} if produced.parameters else {}
+        # Only the root records its outputs (ours: the run's answer); the backend never publishes a DAG's outputs.
+        is_root = frame.key == ""
+        properties = {vocabulary.OUTPUTS: produced.parameters} if produced.parameters and is_root else {}
         self.recorder.publish_execution(self._contexts, frame.execution_id, results.MLMD_STATE[state], properties)
         frame.on_done(state, produced, time.monotonic() - frame.started, error)
 
@@ -329,8 +335,7 @@ class Scheduler:
             self._advance(child)
         if loop.ready_to_finish:
             state, produced = loop.finish(self._interrupted)
-            properties = {vocabulary.OUTPUTS: produced.parameters} if produced.parameters else {}
-            self.recorder.publish_execution(self._contexts, loop.execution_id, results.MLMD_STATE[state], properties)
+            self.recorder.publish_execution(self._contexts, loop.execution_id, results.MLMD_STATE[state])
             self._child_done(frame, loop.name, loop.execution_id, state, produced, time.monotonic() - loop.started,
                              "")
 

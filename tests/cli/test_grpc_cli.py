@@ -55,7 +55,7 @@ def test_a_run_recorded_through_grpc_passes_its_lineage_spec(service):
     result = invoke("check", TRAINING_LINEAGE, "--store", service.url)
     assert result.exit_code == 0, result.output
     assert result.output == (f"OK run training-grpc of pipeline training matches {TRAINING_LINEAGE}: "
-                             "9 tasks, 14 events\n")
+                             "9 tasks, 15 events\n")
     assert invoke("expect", "latest", "--store", service.url).output == \
         invoke("expect", "latest", "--store", service.sqlite_path).output
 

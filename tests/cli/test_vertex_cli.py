@@ -38,7 +38,7 @@ def vertex_args(standin, job=JOB):
 def test_check_passes_on_a_vertex_run_with_the_spec_of_local_runs(vertex_metadata, training):
     result = invoke("check", TRAINING_LINEAGE, *vertex_args(vertex_metadata))
     assert result.exit_code == 0, result.output
-    assert result.output == f"OK run {JOB_ID} of pipeline training matches {TRAINING_LINEAGE}: 9 tasks, 14 events\n"
+    assert result.output == f"OK run {JOB_ID} of pipeline training matches {TRAINING_LINEAGE}: 9 tasks, 15 events\n"
     assert [r.line for r in vertex_metadata.requests] == [f"GET /v1/{JOB}",
                                                          f"GET /v1/{CONTEXT}:queryContextLineageSubgraph"]
 
@@ -134,7 +134,7 @@ def test_submit_wait_check_checks_the_job_when_it_ends(submit_standins):
     job = f"projects/{PROJECT_NUMBER}/locations/{LOCATION}/pipelineJobs/training-check-1"
     assert result.stdout == (f"PIPELINE_STATE_SUCCEEDED {job}\n"
                              f"OK run training-check-1 of pipeline training matches {TRAINING_LINEAGE}: "
-                             "9 tasks, 14 events\n")
+                             "9 tasks, 15 events\n")
     mine = f"projects/{PROJECT}/locations/{LOCATION}/pipelineJobs/training-check-1"
     assert [r.line for r in standin.requests] == [
         f"POST /v1/projects/{PROJECT}/locations/{LOCATION}/pipelineJobs",

@@ -62,7 +62,7 @@ def test_the_training_lineage_spec_checks_through_the_cli_and_the_plugin(trainin
     store = training_store
     result = CliRunner().invoke(cli.main, ["check", TRAINING_LINEAGE, "--store", store])
     assert result.exit_code == 0, result.stdout
-    assert result.stdout == f"OK run training-ok of pipeline training matches {TRAINING_LINEAGE}: 9 tasks, 14 events\n"
+    assert result.stdout == f"OK run training-ok of pipeline training matches {TRAINING_LINEAGE}: 9 tasks, 15 events\n"
     lineage = pytest_plugin.assert_lineage("training-ok", store)
     lineage.matches(TRAINING_LINEAGE)
     lineage.task("train").consumed("ingest.train", key="train_data").produced("model", "system.Model", ["sha256"])

@@ -48,7 +48,7 @@ def test_a_vertex_run_passes_the_lineage_spec_written_for_local_runs(vertex_meta
     store = open_run(vertex_metadata)
     result = expectations.check_lineage(store, TRAINING_LINEAGE)
     assert result.ok, result.to_text()
-    assert result.to_text() == f"OK run {JOB_ID} of pipeline training matches {TRAINING_LINEAGE}: 9 tasks, 14 events"
+    assert result.to_text() == f"OK run {JOB_ID} of pipeline training matches {TRAINING_LINEAGE}: 9 tasks, 15 events"
     assert [(r.line, r.query, r.body) for r in vertex_metadata.requests] == [
         (f"GET /v1/{JOB}", ALT, None),
         (f"GET /v1/{CONTEXT}:queryContextLineageSubgraph", ALT, None),
@@ -114,7 +114,7 @@ def test_a_missing_event_fails_the_check_with_a_readable_difference(vertex_metad
     assert not result.ok
     assert result.to_text() == "\n".join([
         f"FAIL run {JOB_ID} of pipeline training does not match {TRAINING_LINEAGE}: 1 difference",
-        f"  {TRAINING_LINEAGE}:73: condition-1/condition-branches-2/condition-3/deploy-local: missing event: "
+        f"  {TRAINING_LINEAGE}:76: condition-1/condition-branches-2/condition-3/deploy-local: missing event: "
         "INPUT model (system.Model from train.model) is not recorded",
         "recorded lineage of the tasks involved:",
         "  condition-1/condition-branches-2/condition-3/deploy-local  system.ContainerExecution  COMPLETE  "
@@ -149,7 +149,7 @@ def test_a_run_past_the_subgraph_limit_is_read_page_by_page(training):
     standin.subgraph_limit = 5
     url = vertex_reader.parse_vertex_run(JOB, api_endpoint=standin.url)
     read = vertex_reader.read_vertex_run(url, page_size=4)
-    assert read.paged and len(read.executions) == 10 and len(read.artifacts) == 7 and len(read.events) == 14
+    assert read.paged and len(read.executions) == 10 and len(read.artifacts) == 7 and len(read.events) == 15
     lines = [(r.line, {k: v for k, v in r.query.items() if k != "$alt"}, r.status) for r in standin.requests]
     listing = f"GET /v1/{STORE}/executions"
     assert lines[:5] == [

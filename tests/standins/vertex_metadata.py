@@ -281,7 +281,8 @@ def add_training_run(standin: VertexMetadataStandIn, job_id: str = "training-202
                          parameters={"pipelinechannel--evaluate-passed": True})
     branches = run.task("condition-branches-2", channel, schema="system.DagExecution", parent=condition)
     local = run.task("condition-3", channel, schema="system.DagExecution", parent=branches)
-    run.task("condition-4", schema="system.DagExecution", parent=branches, state="CANCELLED",
+    # Inputs are resolved before a condition is evaluated, so the skipped branch has its INPUT event too.
+    run.task("condition-4", channel, schema="system.DagExecution", parent=branches, state="CANCELLED",
              task_state="NOT_TRIGGERED")
     run.task("deploy-local", {"model": model}, {
         "endpoint": ("system.Artifact", {"endpoint_uri": "file:///registry/breast-cancer-classifier/v1/model.joblib",
