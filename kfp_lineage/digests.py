@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Optional
+from typing import Any, Dict, Optional
 
 DIGEST_PROPERTY = "content_sha256"
 _CHUNK = 1 << 20
@@ -41,3 +41,12 @@ def path_sha256(path: str) -> Optional[str]:
             relative = os.path.relpath(full, root)
             digest.update(f"{relative}\0{file_sha256(full)}\n".encode())
     return digest.hexdigest()
+
+
+def with_content_digest(metadata: Dict[str, Any], uri: str) -> Dict[str, Any]:
+    """An artifact's metadata plus the sha256 of its local file or directory (tamper evidence for `verify`); as it
+    is when the URI is remote (it has a scheme) or names nothing on disk."""
+    digest = path_sha256(uri) if "://" not in uri else None
+    if digest is not None:
+        metadata = dict(metadata, **{DIGEST_PROPERTY: digest})
+    return metadata

@@ -185,7 +185,7 @@ class TaskRunner:
             output: [
                 recorder.OutputArtifact(
                     schema_title=artifact.type.schema_title, uri=artifact.uri,
-                    metadata=_with_digest(json_format.MessageToDict(artifact.metadata), artifact.uri),
+                    metadata=digests.with_content_digest(json_format.MessageToDict(artifact.metadata), artifact.uri),
                     display_name=output,
                 )
                 for artifact in artifacts
@@ -244,14 +244,6 @@ def _run_attempt(task_handler: handler.TaskHandler, launch: handler.TaskLaunch, 
     with open(launch.log_path, "a") as log:
         log.write(f"\n--- kfp-lineage: attempt {attempt} ---\n")
     return task_handler.run(launch)
-
-
-def _with_digest(metadata: Dict[str, Any], uri: str) -> Dict[str, Any]:
-    """The artifact's metadata plus the sha256 of its local file or directory (tamper evidence for `verify`)."""
-    digest = digests.path_sha256(uri) if "://" not in uri else None
-    if digest is not None:
-        metadata = dict(metadata, **{digests.DIGEST_PROPERTY: digest})
-    return metadata
 
 
 def _log_launch_failure(launch: handler.TaskLaunch, error: BaseException) -> None:

@@ -8,6 +8,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
+from kfp_lineage import digests
 from kfp_lineage.engine import reuse
 from kfp_lineage.ir import dataflow
 from kfp_lineage.mlmd import recorder
@@ -42,7 +43,8 @@ def run_importer(record: recorder.Recorder, contexts: recorder.RunContexts, impo
     else:
         execution_id, ids = record.record_finished_execution(
             contexts, vocabulary.IMPORTER_EXECUTION_TYPE, properties, mlmd_pb.Execution.COMPLETE,
-            output_artifacts={output_key: [recorder.OutputArtifact(schema_title, uri, metadata, output_key)]},
+            output_artifacts={output_key: [recorder.OutputArtifact(
+                schema_title, uri, digests.with_content_digest(metadata, uri), output_key)]},
         )
     artifact = dataflow.InputArtifact(ids[output_key][0], schema_title, importer.type_schema.schema_version, uri,
                                       metadata)

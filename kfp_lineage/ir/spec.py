@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import os
@@ -263,7 +264,9 @@ def validate_arguments(spec: pipeline_spec_pb2.PipelineSpec, arguments: Mapping[
     unknown = sorted(set(arguments) - set(declared))
     if unknown:
         known = ", ".join(sorted(declared)) or "none"
-        raise errors.InvalidInputError(f"unknown parameter {unknown[0]!r}: this pipeline takes {known}")
+        close = difflib.get_close_matches(unknown[0], list(declared), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise errors.InvalidInputError(f"unknown parameter {unknown[0]!r}: {hint}this pipeline takes {known}")
     values: Dict[str, Any] = {}
     for name, definition in declared.items():
         if name in arguments:

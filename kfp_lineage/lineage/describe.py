@@ -45,7 +45,7 @@ def describe_artifact(store: metadata_store.MetadataStore, artifact: placement.A
 
     Args:
         store: an open ml-metadata store.
-        artifact: the artifact, or its id.
+        artifact: the artifact, its id, or a reference as the CLI takes it ("13", a URI, RUN_ID/TASK/OUTPUT).
         sql: allow the read-only SQL reader on SQLite stores.
 
     Returns:
@@ -54,6 +54,7 @@ def describe_artifact(store: metadata_store.MetadataStore, artifact: placement.A
     Raises:
         InvalidInputError: no artifact has this id.
     """
+    artifact = references.resolve_artifact(store, artifact)
     reader = lineage_reader.reader_for(store, sql)
     graph = lineage_graph.LineageGraph(view="artifact")
     root_id = placement.start_graph(reader, graph, artifact)

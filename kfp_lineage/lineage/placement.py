@@ -23,7 +23,8 @@ _MAX_NESTING = 1000
 # iteration_index, read only where paths are needed).
 PLACE_PROPERTIES = (vocabulary.TASK_NAME, vocabulary.PARENT_DAG_ID)
 
-ArtifactRef = Union[mlmd_pb.Artifact, lineage_graph.Artifact, int]
+# A str is any reference `kfp-lineage trace` takes: an id ("13"), a URI or RUN_ID/TASK/OUTPUT (references.py).
+ArtifactRef = Union[mlmd_pb.Artifact, lineage_graph.Artifact, int, str]
 
 
 def start_graph(reader: lineage_reader.Reader, graph: lineage_graph.LineageGraph, artifact: ArtifactRef) -> int:

@@ -4,6 +4,8 @@ say what is missing and where to look.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
@@ -15,6 +17,15 @@ from kfp_lineage.lineage import reader as lineage_reader
 from kfp_lineage.mlmd import vocabulary
 
 LATEST = "latest"  # the newest run, wherever a run id is read
+
+
+_LATEST_WINDOW = 20  # how many of the newest runs `latest` looks through for a finished one
+
+
+def resolve_artifact(store: metadata_store.MetadataStore, artifact: Any) -> Any:
+    """`artifact` as trace/impact/describe take it: a str reference is looked up (find_artifact), as the CLI does;
+    an id, an MLMD artifact or a graph artifact is returned as it is."""
+    return find_artifact(store, artifact) if isinstance(artifact, str) else artifact
 
 
 def find_artifact(store: metadata_store.MetadataStore, reference: str) -> mlmd_pb.Artifact:
@@ -69,7 +80,11 @@ def refuse_empty_store(store: metadata_store.MetadataStore) -> None:
 
 
 def latest_run(store: metadata_store.MetadataStore) -> mlmd_pb.Context:
-    """The most recently created system.PipelineRun context.
+    """The most recently created system.PipelineRun context among runs that finished.
+
+    A run kfp-lineage is still recording (or whose runner died before `recover`) has `runner_state` RUNNING and is
+    passed over, so `trace latest/train/model` never reads a half-written run. Runs the KFP backend recorded carry
+    no `runner_state` and always count as finished.
 
     Args:
         store: an open ml-metadata store.
@@ -78,12 +93,23 @@ def latest_run(store: metadata_store.MetadataStore) -> mlmd_pb.Context:
         The run's context.
 
     Raises:
-        InvalidInputError: the store has no runs.
+        InvalidInputError: the store has no runs, or none of its newest runs has finished.
     """
-    runs = mlmd_reader.MlmdReader(store).runs(1)
+    runs = mlmd_reader.MlmdReader(store).runs(_LATEST_WINDOW)
     if not runs:
         raise errors.InvalidInputError("the store has no pipeline runs yet: run one with `kfp-lineage run`")
-    return store.get_context_by_type_and_name(vocabulary.RUN_CONTEXT_TYPE, runs[0].run_id)
+    for run in runs:  # newest first; usually the first one is finished, so this is one call
+        context = store.get_context_by_type_and_name(vocabulary.RUN_CONTEXT_TYPE, run.run_id)
+        if context is not None and _finished(context):
+            return context
+    raise errors.InvalidInputError(
+        f"no finished run among the newest {len(runs)}: run {runs[0].run_id} is still being recorded (or its runner "
+        "died: `kfp-lineage recover`); name a run id instead of `latest`")
+
+
+def _finished(context: mlmd_pb.Context) -> bool:
+    state = context.custom_properties.get(vocabulary.RUNNER_STATE)
+    return state is None or state.string_value != "RUNNING"
 
 
 def _find_run_context(store: metadata_store.MetadataStore, run_id: str) -> mlmd_pb.Context:

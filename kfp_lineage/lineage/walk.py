@@ -15,6 +15,7 @@ from ml_metadata.metadata_store import metadata_store
 from kfp_lineage.lineage import graph as lineage_graph
 from kfp_lineage.lineage import placement
 from kfp_lineage.lineage import reader as lineage_reader
+from kfp_lineage.lineage import references
 from kfp_lineage.mlmd import vocabulary
 
 DEFAULT_DEPTH = 20
@@ -46,7 +47,7 @@ def trace(store: metadata_store.MetadataStore, artifact: ArtifactRef, depth: int
 
     Args:
         store: an open ml-metadata store.
-        artifact: the artifact, or its id.
+        artifact: the artifact, its id, or a reference as the CLI takes it ("13", a URI, RUN_ID/TASK/OUTPUT).
         depth: how many producer steps to walk; the producers at the limit are listed in `truncated` when they
             have inputs left out.
         sql: allow the read-only SQL reader on SQLite stores (False: ml-metadata calls only).
@@ -57,6 +58,7 @@ def trace(store: metadata_store.MetadataStore, artifact: ArtifactRef, depth: int
     Raises:
         InvalidInputError: no artifact has this id.
     """
+    artifact = references.resolve_artifact(store, artifact)
     reader = lineage_reader.reader_for(store, sql)
     graph = lineage_graph.LineageGraph(view="trace", depth=depth)
     root_id = placement.start_graph(reader, graph, artifact)
@@ -95,7 +97,7 @@ def impact(store: metadata_store.MetadataStore, artifact: ArtifactRef, depth: in
 
     Args:
         store: an open ml-metadata store.
-        artifact: the artifact, or its id.
+        artifact: the artifact, its id, or a reference as the CLI takes it ("13", a URI, RUN_ID/TASK/OUTPUT).
         depth: how many consumer steps to walk; artifacts at the limit that have consumers are listed in
             `truncated`.
         full: read every property of every node and every event key. By default only what the text view shows
@@ -111,6 +113,7 @@ def impact(store: metadata_store.MetadataStore, artifact: ArtifactRef, depth: in
     Raises:
         InvalidInputError: no artifact has this id.
     """
+    artifact = references.resolve_artifact(store, artifact)
     reader = lineage_reader.reader_for(store, sql)
     return _impact(reader, artifact, depth, full)
 

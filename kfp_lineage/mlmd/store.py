@@ -45,7 +45,7 @@ def parse_store_url(url: Optional[str]) -> StoreURL:
     if not url:
         return StoreURL(scheme="sqlite", path=os.path.abspath(DEFAULT_STORE_PATH))
     if "://" not in url:
-        return StoreURL(scheme="sqlite", path=os.path.abspath(url))
+        return _sqlite_url(url)
     try:
         parsed = urllib.parse.urlsplit(url)
     except ValueError as e:  # e.g. "Invalid IPv6 URL" for an unmatched '['
@@ -72,7 +72,7 @@ def parse_store_url(url: Optional[str]) -> StoreURL:
         path = path[1:] if path.startswith("/") else path
         if not path:
             raise errors.StoreError("store URL sqlite:/// has no file path: use sqlite:///PATH/TO/mlmd.sqlite")
-        return StoreURL(scheme="sqlite", path=os.path.abspath(path))
+        return _sqlite_url(path)
     try:
         port = parsed.port or _DEFAULT_PORTS[scheme]
     except ValueError:
@@ -100,6 +100,15 @@ def parse_store_url(url: Optional[str]) -> StoreURL:
         password=urllib.parse.unquote(parsed.password or ""),
         database=database,
     )
+
+
+def _sqlite_url(path: str) -> StoreURL:
+    """A SQLite store URL for `path`; a directory is refused, with the file to name instead."""
+    absolute = os.path.abspath(path)
+    if os.path.isdir(absolute):
+        raise errors.StoreError(f"store {absolute} is a directory: name the store file in it, e.g. "
+                                f"--store {os.path.join(path, 'mlmd.sqlite')}")
+    return StoreURL(scheme="sqlite", path=absolute)
 
 
 def _redact_netloc(url: str) -> str:

@@ -60,7 +60,7 @@ def test_failed_run_exits_1_naming_task_and_log(tmp_path, failing_yaml):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--param", "rowz=3"], "Error: unknown parameter 'rowz': this pipeline takes rows"),
+        (["--param", "rowz=3"], "Error: unknown parameter 'rowz': did you mean 'rows'? this pipeline takes rows"),
         (["--param", "rows=three"], "Error: parameter 'rows' expects int, got 'three'"),
         (["--param", "rows"], "Error: --param 'rows' is not NAME=VALUE"),
         (["--store", "sqlit:///x.db"], "Error: store URL scheme 'sqlit' is not supported"),

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from kfp import compiler
 
-from kfp_lineage import errors
+from kfp_lineage import digests, errors
 from kfp_lineage.engine import run as run_module
 from tests.conformance import pipelines
 from tests.mlmd_view import run_and_view
@@ -87,6 +87,9 @@ def test_importer_records_an_importer_execution_and_reuses_the_artifact(tmp_path
     artifact = view.artifact(artifact_id)
     assert artifact.type == "system.Dataset" and artifact.uri == str(data)
     assert artifact.custom_properties["origin"].string_value == "lake"
+    assert artifact.custom_properties["content_sha256"].string_value == digests.path_sha256(str(data))
+    assert view.prop("importer", "task_name") == "importer" and view.prop("importer", "display_name") == ""
+    assert view.prop("importer", "inputs") is None  # as the backend's importer launcher records it
     assert view.inputs("read") == {"data": [artifact_id]}
     assert first.tasks["read"].outputs["Output"] == {"value": "x\n1\n"}
 

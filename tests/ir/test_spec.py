@@ -66,7 +66,7 @@ def test_arguments_are_typed_and_defaulted(branches_yaml):
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        ({"valeu": "7"}, "unknown parameter 'valeu': this pipeline takes mode, value"),
+        ({"valeu": "7"}, "unknown parameter 'valeu': did you mean 'value'[?] this pipeline takes mode, value"),
         ({"value": "seven"}, "parameter 'value' expects int, got 'seven'"),
         ({"value": True}, "parameter 'value' expects int, got True"),
         ({"mode": 3}, "parameter 'mode' expects str, got 3"),

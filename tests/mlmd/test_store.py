@@ -97,3 +97,11 @@ def test_unencoded_special_characters_never_show_the_password(text, message):
     with pytest.raises(errors.StoreError) as raised:
         store.parse_store_url(text)
     assert str(raised.value) == message
+
+
+def test_a_directory_given_as_the_store_says_so(tmp_path):
+    for url in (str(tmp_path), f"sqlite:///{tmp_path}"):
+        with pytest.raises(errors.StoreError) as refused:
+            store.parse_store_url(url)
+        assert str(refused.value) == (f"store {tmp_path} is a directory: name the store file in it, e.g. "
+                                      f"--store {tmp_path}/mlmd.sqlite")

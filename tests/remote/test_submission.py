@@ -82,7 +82,7 @@ def test_arguments_are_checked_offline_and_only_given_ones_are_sent(training):
                                                                                        "project": "p"}
     with pytest.raises(errors.InvalidInputError) as excinfo:
         submit.prepare_arguments(training, {"treshold": "0.5"})
-    assert str(excinfo.value).startswith("unknown parameter 'treshold': this pipeline takes code_version, ")
+    assert str(excinfo.value).startswith("unknown parameter 'treshold': did you mean 'threshold'? this pipeline takes code_version, ")
     with pytest.raises(errors.InvalidInputError) as excinfo:
         submit.prepare_arguments(training, {"threshold": "high"})
     assert str(excinfo.value) == "parameter 'threshold' expects float, got 'high': pass --param threshold=<float>"
@@ -128,7 +128,7 @@ def test_follow_run_reports_each_new_state_once_and_stops_at_a_terminal_one():
         (["--vertex", "--project", "p-123456", "--location", "Iowa", "--pipeline-root", "gs://my-bucket/r"],
          "Error: location 'Iowa' is not a Vertex AI region: pass e.g. --location us-central1"),
         (["--vertex", "--project", "p-123456", "--pipeline-root", "gs://my-bucket/r", "--param", "treshold=1"],
-         "Error: unknown parameter 'treshold': this pipeline takes "),
+         "Error: unknown parameter 'treshold': did you mean 'threshold'? this pipeline takes "),
         (["--vertex", "--project", "p-123456", "--pipeline-root", "gs://my-bucket/r", "--param", "threshold=high"],
          "Error: parameter 'threshold' expects float, got 'high': pass --param threshold=<float>"),
         (["--vertex", "--project", "p-123456", "--pipeline-root", "gs://my-bucket/r", "--job-id", "Run_1"],

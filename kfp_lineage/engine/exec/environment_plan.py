@@ -210,4 +210,4 @@ def _refuse_missing(prefix: requirements.PipPrefix, label: str, warned: set, not
                 "--task-env auto")
         if problem.requirement not in warned:
             warned.add(problem.requirement)
-            notices.append(f"a task asks for {problem.describe()}; running with the installed version")
+            notices.append(f"task {label!r} asks for {problem.describe()}; running with the installed version")

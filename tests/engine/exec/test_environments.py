@@ -382,7 +382,7 @@ def test_current_mode_refuses_a_missing_package_and_warns_about_another_version(
 
     plan = environment_plan.plan_environments([_task("a", ["click==1.0"]), _task("b", ["click==1.0"])], "current")
     assert _kinds(plan) == {"exec-a": "current", "exec-b": "current"}
-    assert plan.notices == (f"a task asks for click==1.0 (installed: {importlib.metadata.version('click')}); "
+    assert plan.notices == (f"task 'a' asks for click==1.0 (installed: {importlib.metadata.version('click')}); "
                             "running with the installed version",)
     with pytest.raises(errors.InvalidInputError) as raised:
         environment_plan.plan_environments([_task("train", ["kfpl-probe==1.0"])], "current")
