@@ -26,6 +26,10 @@ from kfp_lineage.cli import _common
               help="Kill and fail a task that runs longer.")
 @click.option("--no-cache", is_flag=True, help="Run every task even when a cached result exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the run's result on stdout.")
+@click.option("--target", type=click.Choice(["kfp", "vertex"]), default="kfp", show_default=True,
+              help="Where the pipeline will run: warn about what that backend rejects (ParallelFor over artifacts, "
+                   "importer URIs outside an object store, ...).")
+@click.option("--strict", is_flag=True, help="Make --target's warnings errors (exit 2, nothing run).")
 def run_command(
     pipeline: str,
     params: Tuple[str, ...],
@@ -36,6 +40,8 @@ def run_command(
     task_timeout: Optional[float],
     no_cache: bool,
     as_json: bool,
+    target: str,
+    strict: bool,
 ) -> None:
     """Run a pipeline locally and record its lineage.
 
@@ -44,6 +50,7 @@ def run_command(
       kfp-lineage run specs/training.yaml
       kfp-lineage run specs/training.yaml --param threshold=0.95 --json
       kfp-lineage run pipelines/training.py:training --store mysql://root@127.0.0.1:3306/mlmd
+      kfp-lineage run specs/training.yaml --target vertex --strict
     """
     with _common.errors_to_exit_codes():
         loaded = spec.load_pipeline(pipeline)
@@ -60,6 +67,8 @@ def run_command(
             task_timeout=task_timeout,
             enable_cache=not no_cache,
             reporter=progress.TextReporter(),
+            target=target,
+            strict=strict,
         )
         if as_json:
             click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))

@@ -12,6 +12,7 @@ from kfp_lineage import errors, run_ids
 from kfp_lineage.engine import results
 from kfp_lineage.engine import scheduler
 from kfp_lineage.ir import preflight
+from kfp_lineage.ir import targets
 from kfp_lineage.engine import progress
 from kfp_lineage.engine.exec import factory
 from kfp_lineage.mlmd import recorder
@@ -37,6 +38,8 @@ def run_pipeline(
     reporter: Optional[progress.Reporter] = None,
     env: Optional[Mapping[str, str]] = None,
     cwd: Optional[str] = None,
+    target: str = targets.DEFAULT_TARGET,
+    strict: bool = False,
 ) -> results.RunResult:
     """Runs a compiled pipeline on this machine and records its lineage in an ml-metadata store.
 
@@ -55,6 +58,9 @@ def run_pipeline(
         reporter: receives progress events; None reports nothing.
         env: the tasks' environment; None means this process's environment.
         cwd: the tasks' working directory; None means this process's.
+        target: where the pipeline will run, "kfp" (Kubeflow Pipelines 2.17) or "vertex" (Vertex AI Pipelines):
+            constructs that target rejects are reported as warnings (ir/targets.py).
+        strict: make those findings an error (TargetMismatchError) before anything is written.
 
     Returns:
         The run's result; `result.state` is COMPLETE or FAILED (a failed task does not raise).
@@ -62,6 +68,7 @@ def run_pipeline(
     Raises:
         InvalidInputError: bad spec, arguments, options or store; raised before anything is written.
         UnsupportedFeatureError: the pipeline uses a feature the local runner cannot run.
+        TargetMismatchError: with strict, the pipeline uses a construct its target rejects.
     """
     loaded = pipeline if isinstance(pipeline, spec.LoadedPipeline) else spec.load_pipeline(pipeline)
     values = spec.validate_arguments(loaded.spec, arguments or {})
@@ -84,6 +91,7 @@ def run_pipeline(
                 f"install it into this environment (pip install '{problem.requirement}')"
             )
         reporter.warn(f"a task asks for {problem.describe()}; running with the installed version")
+    _check_target(loaded, values, target, strict, reporter)
     url = store if isinstance(store, store_module.StoreURL) else store_module.parse_store_url(store)
     metadata_store = store_module.open_store(url)
     options = results.RunOptions(
@@ -100,3 +108,14 @@ def run_pipeline(
         loaded.spec, values, recorder.Recorder(metadata_store), options, reporter, store_label=url.redacted
     )
     return runner.run()
+
+
+def _check_target(loaded: spec.LoadedPipeline, values: Mapping[str, Any], target: str, strict: bool,
+                  reporter: progress.Reporter) -> None:
+    """Warns about (strict: refuses) what the target would reject, so a pipeline passing here passes there."""
+    findings = targets.check_target(loaded.spec, target, values)
+    if strict and findings:
+        more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+        raise targets.TargetMismatchError(f"--target {target} --strict: {findings[0]}{more}")
+    for finding in findings:
+        reporter.warn(f"on {target}: {finding}")
