@@ -64,7 +64,8 @@ def resolve(uv: str, anchors: Sequence[str], python: str, platform: str) -> Dict
 
 def merge(resolved: Dict[Tuple[str, str], Dict[str, str]]) -> List[str]:
     """One line per package and version; a marker where the version is not the same for every target."""
-    versions: Dict[str, Dict[str, List[Tuple[str, str]]]] = collections.defaultdict(lambda: collections.defaultdict(list))
+    versions: Dict[str, Dict[str, List[Tuple[str, str]]]] = collections.defaultdict(
+        lambda: collections.defaultdict(list))
     names = {}
     for target, pins in resolved.items():
         for name, version in pins.items():

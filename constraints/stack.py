@@ -44,7 +44,8 @@ def probe(python: str) -> Optional[Dict[str, object]]:
 def current_stack_installs(info: Dict[str, object]) -> Tuple[bool, str]:
     """Whether ml-metadata 1.21 has a wheel for this interpreter and platform, and why (for the message)."""
     if info["implementation"] != "CPython" or info["version"] not in CURRENT_PYTHONS:
-        return False, f"ml-metadata 1.21 has wheels for CPython 3.10-3.13, not {info['implementation']} {info['version']}"
+        found = f"{info['implementation']} {info['version']}"
+        return False, f"ml-metadata 1.21 has wheels for CPython 3.10-3.13, not {found}"
     if info["system"] == "Darwin":
         if info["machine"] == "arm64":
             return True, "macOS arm64"
