@@ -21,14 +21,14 @@ setup: $(STAMP)
 	@echo "setup: $(STACK_NAME) stack (constraints/$(STACK_NAME).txt): $(wordlist 3,100,$(PICKED))"
 
 # Re-installs only when a dependency file changes, so a second `make setup` takes well under a second.
-$(STAMP): pyproject.toml components/pyproject.toml constraints/$(STACK_NAME).txt
+$(STAMP): pyproject.toml components/pyproject.toml plugin/pyproject.toml constraints/$(STACK_NAME).txt
 	@test -n "$(STACK_NAME)" || { echo "error: no stack picked (see the error above)" >&2; exit 2; }
 	@have="$$(cut -d' ' -f1,2 $(STACK_FILE) 2>/dev/null)"; \
 	if [ -n "$$have" ] && [ "$$have" != "$(STACK_NAME) $(STACK_PYTHON)" ]; then \
 		echo "setup: .venv was made for '$$have'; re-creating it for '$(STACK_NAME) $(STACK_PYTHON)'"; rm -rf $(VENV); fi
 	test -x $(BIN)/python || $(STACK_PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints/$(STACK_NAME).txt \
-		-e ./components -e '.[test,components]'
+		-e ./components -e ./plugin -e '.[test,components]'
 	rm -f $(VENV)/.installed $(VENV)/.installed-*
 	echo "$(PICKED)" > $(STACK_FILE)
 	touch $(STAMP)
