@@ -94,11 +94,14 @@ def uv(tmp_path_factory):
     return str(tools / "bin" / "uv")
 
 
-def python_3_12():
-    for candidate in ("/root/.pyenv/versions/3.12.1/bin/python3.12", shutil.which("python3.12")):
-        if candidate and os.path.exists(candidate) and subprocess.run([candidate, "-V"]).returncode == 0:
+def project_python():
+    """Python 3.12 (3.13 where there is none, as on Debian 13): a version kfp 2.17 supports and ml-metadata 1.17.1
+    does not, so nothing but the tool's own environment could hold kfp-lineage on the legacy stack."""
+    for candidate in ("/root/.pyenv/versions/3.12.1/bin/python3.12", shutil.which("python3.12"),
+                      shutil.which("python3.13")):
+        if candidate and os.path.exists(candidate) and stack_module.probe(candidate):
             return candidate
-    pytest.skip("no Python 3.12 found: the project in this test runs on Python 3.12 with kfp 2.17.3")
+    pytest.skip("no Python 3.12 or 3.13 found: the project in this test runs on one with kfp 2.17.3")
 
 
 def project_venv(uv, tmp_path, python, *requirements):
@@ -114,7 +117,7 @@ def test_a_kfp_2_17_project_gets_the_fixtures_from_the_separately_installed_tool
     env = {**os.environ, "UV_TOOL_DIR": str(tmp_path / "tools"), "UV_TOOL_BIN_DIR": str(tmp_path / "bin")}
     subprocess.run([uv, "tool", "install", "--quiet", "--python", tool_python, "-c",
                     str(REPO / "constraints" / f"{stack}.txt"), str(REPO)], check=True, env=env)
-    venv = project_venv(uv, tmp_path, python_3_12(), "kfp==2.17.3", "pytest", str(REPO / "plugin"))
+    venv = project_venv(uv, tmp_path, project_python(), "kfp==2.17.3", "pytest", str(REPO / "plugin"))
 
     project = tmp_path / "project"
     project.mkdir()
