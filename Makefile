@@ -21,8 +21,11 @@ setup: $(STAMP)
 	@echo "setup: $(STACK_NAME) stack (constraints/$(STACK_NAME).txt): $(wordlist 3,100,$(PICKED))"
 
 # Re-installs only when a dependency file changes, so a second `make setup` takes well under a second.
+ifeq ($(STACK_NAME),)
+$(STAMP):
+	@echo "error: no dependency stack fits (constraints/stack.py says why above)" >&2; exit 2
+else
 $(STAMP): pyproject.toml components/pyproject.toml plugin/pyproject.toml constraints/$(STACK_NAME).txt
-	@test -n "$(STACK_NAME)" || { echo "error: no stack picked (see the error above)" >&2; exit 2; }
 	@have="$$(cut -d' ' -f1,2 $(STACK_FILE) 2>/dev/null)"; \
 	if [ -n "$$have" ] && [ "$$have" != "$(STACK_NAME) $(STACK_PYTHON)" ]; then \
 		echo "setup: .venv was made for '$$have'; re-creating it for '$(STACK_NAME) $(STACK_PYTHON)'"; rm -rf $(VENV); fi
@@ -32,6 +35,7 @@ $(STAMP): pyproject.toml components/pyproject.toml plugin/pyproject.toml constra
 	rm -f $(VENV)/.installed $(VENV)/.installed-*
 	echo "$(PICKED)" > $(STACK_FILE)
 	touch $(STAMP)
+endif
 
 # `kfp-lineage run` fills the pipeline's code_version parameter with this checkout's git commit.
 demo: setup

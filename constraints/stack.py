@@ -77,6 +77,7 @@ def candidates(preferred: Tuple[str, ...]) -> List[str]:
 
 def pick(python: Optional[str], stack: Optional[str]) -> Tuple[str, str, str]:
     """(stack, python, reason); raises SystemExit(2) with a one-line message when nothing fits."""
+    why = ""
     for path in [python] if python else candidates(CURRENT_PYTHONS):
         info = probe(path)
         if info is None:
@@ -94,6 +95,8 @@ def pick(python: Optional[str], stack: Optional[str]) -> Tuple[str, str, str]:
         if python:
             raise _fail(f"{python} is {label} on {info['system']} {info['machine']}: {why}, and the legacy stack's "
                         "ml-metadata 1.17.1 needs CPython 3.10 or 3.11 on Linux x86_64: pass PYTHON=python3.11")
+    if stack == "current" and why:
+        raise _fail(f"the current stack does not install here ({why}): leave STACK unset for the legacy stack")
     wanted = {"current": "3.10-3.13 where ml-metadata 1.21 installs",
               "legacy": "3.10 or 3.11 (Linux x86_64)"}.get(stack or "", "3.10-3.13 (3.10 or 3.11 below glibc 2.39)")
     raise _fail(f"no suitable Python found on PATH: install CPython {wanted}, or pass PYTHON=path/to/python")
