@@ -1,8 +1,8 @@
 """Task image and pinned requirements for every component: the one place to bump a version.
 
 Each component's task pip-installs its list at start-up, so a compiled spec runs the same code
-wherever it runs. Keep the pins in step with components/pyproject.toml and constraints.txt
-(tests/components/test_shared.py checks both).
+wherever it runs. Keep the pins within components/pyproject.toml's ranges and equal to
+constraints/legacy.txt on Python 3.11 (tests/components/test_shared.py checks both).
 """
 
 from typing import List

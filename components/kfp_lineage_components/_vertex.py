@@ -264,7 +264,8 @@ def _api_error_parts(exc: Any) -> Tuple[Optional[int], str, str]:
         except (ValueError, KeyError, TypeError, AttributeError):
             pass
     text = str(message).strip()
-    return (code if isinstance(code, int) else None), status, (text.splitlines()[0] if text else type(exc).__name__)
+    # int(): on Python 3.10 an HTTPStatus formats as "HTTPStatus.NOT_FOUND", not "404".
+    return (int(code) if isinstance(code, int) else None), status, (text.splitlines()[0] if text else type(exc).__name__)
 
 
 def _request_url(exc: Any) -> str:

@@ -77,6 +77,7 @@ def run_pipeline(
         raise errors.InvalidInputError(f"max_parallel must be at least 1, got {max_parallel}")
     if task_timeout is not None and task_timeout <= 0:
         raise errors.InvalidInputError(f"task_timeout must be positive, got {task_timeout}")
+    url = store if isinstance(store, store_module.StoreURL) else store_module.parse_store_url(store)
     launcher = launcher or os.environ.get(LAUNCHER_ENV_VAR) or factory.DEFAULT_HANDLER
     factory.check_handler_name(launcher)
     run_id = run_id or run_ids.new_run_id(loaded.name)
@@ -92,7 +93,6 @@ def run_pipeline(
             )
         reporter.warn(f"a task asks for {problem.describe()}; running with the installed version")
     _check_target(loaded, values, target, strict, reporter)
-    url = store if isinstance(store, store_module.StoreURL) else store_module.parse_store_url(store)
     metadata_store = store_module.open_store(url)
     options = results.RunOptions(
         pipeline_root=os.path.abspath(pipeline_root or DEFAULT_PIPELINE_ROOT),

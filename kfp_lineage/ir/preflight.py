@@ -15,6 +15,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kfp_lineage import errors
 from kfp_lineage.ir import conditions
+from kfp_lineage.ir import newer_fields
 from kfp_lineage.ir import resolution
 from kfp_lineage.ir import requirements
 
@@ -49,6 +50,7 @@ def check_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> List[requir
     Raises:
         UnsupportedFeatureError: naming the first unsupported feature and the task using it.
     """
+    newer_fields.check_local_run(pipeline_spec)  # first: the installed classes may not read what it refuses
     deployment = deployment_config(pipeline_spec)
     problems: List[requirements.RequirementProblem] = []
     seen_requirements: set = set()

@@ -18,6 +18,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kfp_lineage import errors
 from kfp_lineage import redaction
+from kfp_lineage.ir import newer_fields
 from kfp_lineage.ir import python_pipelines
 from kfp_lineage.ir import yaml_limits
 
@@ -84,11 +85,11 @@ def _load_yaml(path: str, shown: Optional[str] = None) -> LoadedPipeline:
         )
     _check_expanded_size(document, name)
     _check_finite_numbers(document, name)
-    spec = pipeline_spec_pb2.PipelineSpec()
     try:
-        json_format.ParseDict(document, spec)
+        # With the newest IR schema known, so a spec from a newer kfp than the installed one parses in full.
+        spec = newer_fields.parse_pipeline_spec(document)
         # Parsed here, not first when the run starts, so that a bad executor is refused like any other bad field.
-        json_format.ParseDict(document.get("deploymentSpec") or {}, pipeline_spec_pb2.PipelineDeploymentConfig())
+        newer_fields.parse_deployment_config(document.get("deploymentSpec") or {})
     except json_format.ParseError as e:
         problem = " ".join(line.strip() for line in str(e).splitlines())
         raise errors.InvalidInputError(f"{name} is not a valid PipelineSpec: {problem}") from None
@@ -250,7 +251,8 @@ def validate_arguments(spec: pipeline_spec_pb2.PipelineSpec, arguments: Mapping[
         Every declared input parameter that has a value (given or default), typed as the spec declares.
 
     Raises:
-        InvalidInputError: an unknown name, a value of the wrong type, or a required parameter without a value.
+        InvalidInputError: an unknown name, a value of the wrong type or not one of the parameter's `literals`, or a
+            required parameter without a value.
         UnsupportedFeatureError: the pipeline requires input artifacts (optional ones run without a value).
     """
     definitions = spec.root.input_definitions
@@ -279,7 +281,19 @@ def validate_arguments(spec: pipeline_spec_pb2.PipelineSpec, arguments: Mapping[
             raise errors.InvalidInputError(
                 f"parameter {name!r} ({type_name(definition.parameter_type)}) is required: pass --param {name}=VALUE"
             )
+        if name in values:
+            _check_literal(name, values[name], newer_fields.literals(definition))
     return values
+
+
+def _check_literal(name: str, value: Any, allowed: list) -> None:
+    """Honours a parameter's `literals` (kfp-pipeline-spec 2.14+): the value must be one of them."""
+    if allowed and not any(_same_value(value, candidate) for candidate in allowed):
+        shown = ", ".join(json.dumps(candidate) for candidate in allowed)
+        raise errors.InvalidInputError(
+            f"parameter {name!r} must be one of {shown} (its literals), got {_short(name, value)}: "
+            f"pass --param {name}=<one of them>"
+        )
 
 
 def type_name(parameter_type: int) -> str:
@@ -349,14 +363,19 @@ def convert_parameter(name: str, value: Any, parameter_type: int) -> Any:
         raise bad()
     if parameter_type in (ParameterType.LIST, ParameterType.STRUCT):
         python_type = list if parameter_type == ParameterType.LIST else dict
+        problem = None
         if isinstance(value, str):
             try:
                 value = json.loads(value)
-            except (ValueError, RecursionError):  # not JSON (or an int of 4300+ digits), or nested too deep to parse
+            except ValueError:  # not JSON, or an int of 4300+ digits
                 raise bad() from None
+            except RecursionError:  # nested too deep for this Python's parser (3.13's parses it, then is refused)
+                if value.lstrip().startswith("[") != (python_type is list):
+                    raise bad() from None
+                problem, value = _TOO_DEEP, python_type()
         if not isinstance(value, python_type):
             raise bad()
-        problem = _json_problem(value)
+        problem = problem or _json_problem(value)
         if problem:
             raise errors.InvalidInputError(
                 f"parameter {name!r} expects a JSON {expected}, got one with {problem}: pass strings, finite "
@@ -367,6 +386,7 @@ def convert_parameter(name: str, value: Any, parameter_type: int) -> Any:
 
 
 MAX_PARAMETER_NESTING = 20  # levels of lists/dicts; ml-metadata fails to parse a run's record from about 30
+_TOO_DEEP = f"lists or dicts nested more than {MAX_PARAMETER_NESTING} levels deep"
 
 
 def _json_problem(value: Any) -> Optional[str]:
@@ -379,7 +399,7 @@ def _json_problem(value: Any) -> Optional[str]:
         item, depth = stack.pop()
         if isinstance(item, (list, dict)):
             if depth > MAX_PARAMETER_NESTING:
-                return f"lists or dicts nested more than {MAX_PARAMETER_NESTING} levels deep"
+                return _TOO_DEEP
             if isinstance(item, dict):
                 for key in item:
                     if not isinstance(key, str):
@@ -392,6 +412,13 @@ def _json_problem(value: Any) -> Optional[str]:
         elif item is not None and not isinstance(item, (bool, int, float, str)):
             return f"a value of type {type(item).__name__}"
     return None
+
+
+def _same_value(value: Any, candidate: Any) -> bool:
+    """Equal as JSON values: 1 matches 1.0 (IR numbers are doubles), but True matches neither 1 nor "true"."""
+    if isinstance(value, bool) or isinstance(candidate, bool):
+        return value is candidate
+    return value == candidate
 
 
 def _short(name: str, value: Any) -> str:

@@ -1,17 +1,24 @@
-"""Compiling a project's pipelines and components to checked-in IR YAML (`kfp-lineage compile`)."""
+"""Compiling a project's pipelines and components to checked-in IR YAML (`kfp-lineage compile`).
+
+Needs kfp only, not ml-metadata: `python -m kfp_lineage.remote.compiling [--check]` does what `kfp-lineage compile`
+does in an environment that has just kfp (`make specs` compiles with the current stack's kfp that way).
+"""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import filecmp
 import importlib
 import importlib.util
 import os
 import pkgutil
+import re
 import sys
 import tempfile
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
+import kfp
 from kfp import compiler
 from kfp.dsl import base_component, graph_component
 
@@ -92,6 +99,10 @@ def compile_project(pipelines_dir: str, components_dir: str, output_dir: str, ch
 
     Returns:
         One entry per spec, with `changed` telling whether it differs from what was on disk.
+
+    Raises:
+        InvalidInputError: with `check`, a spec on disk differs and was compiled by another kfp version than this
+            one (the difference would say nothing about the source); or a directory is missing.
     """
     targets = [(name, "pipeline", comp, os.path.join(output_dir, f"{name}.yaml"))
                for name, comp in sorted(find_pipelines(pipelines_dir).items())]
@@ -103,6 +114,8 @@ def compile_project(pipelines_dir: str, components_dir: str, output_dir: str, ch
             fresh = os.path.join(tmp, f"{kind}-{name}.yaml")
             compiler.Compiler().compile(component, fresh)
             changed = not (os.path.isfile(destination) and filecmp.cmp(fresh, destination, shallow=False))
+            if changed and check and os.path.isfile(destination):
+                _check_same_kfp(destination)
             if changed and not check:
                 os.makedirs(os.path.dirname(destination), exist_ok=True)
                 _copy(fresh, destination)
@@ -117,6 +130,52 @@ def compile_project(pipelines_dir: str, components_dir: str, output_dir: str, ch
     return results
 
 
+_SDK_VERSION = re.compile(r"^sdkVersion: kfp-(\S+)\s*$", re.M)
+
+
+def compiled_with(path: str) -> Optional[str]:
+    """The kfp version that compiled the spec at `path` (its top-level `sdkVersion: kfp-X`), or None."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            match = _SDK_VERSION.search(f.read())
+    except (OSError, UnicodeDecodeError):
+        return None
+    return match.group(1) if match else None
+
+
+def _check_same_kfp(path: str) -> None:
+    version = compiled_with(path)
+    if version is not None and version != kfp.__version__:
+        raise errors.InvalidInputError(
+            f"{path} was compiled with kfp {version} and this environment has kfp {kfp.__version__}, so a fresh "
+            f"compile differs whatever the source says: check with kfp {version}, or recompile with this kfp "
+            "(kfp-lineage compile)"
+        )
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python -m kfp_lineage.remote.compiling [--check]`: prints one line per spec, as `kfp-lineage compile` does.
+
+    Returns:
+        0; 1 when `--check` finds a stale spec; 2 on invalid input (the message on stderr).
+    """
+    parser = argparse.ArgumentParser(prog="python -m kfp_lineage.remote.compiling", description=main.__doc__)
+    parser.add_argument("--pipelines-dir", default="pipelines")
+    parser.add_argument("--components-dir", default="components")
+    parser.add_argument("--output-dir", default="specs")
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a spec is stale")
+    options = parser.parse_args(argv)
+    try:
+        results = compile_project(options.pipelines_dir, options.components_dir, options.output_dir, options.check)
+    except errors.InvalidInputError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 2
+    for result in results:
+        status = ("stale" if options.check else "updated") if result.changed else "up to date"
+        print(f"{status:<10} {result.kind:<9} {result.path}  (kfp {kfp.__version__})")
+    return 1 if options.check and any(r.changed for r in results) else 0
+
+
 def _copy(source: str, destination: str) -> None:
     with open(source, "rb") as f:
         data = f.read()
@@ -124,3 +183,7 @@ def _copy(source: str, destination: str) -> None:
     with open(temporary, "wb") as f:
         f.write(data)
     os.replace(temporary, destination)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,11 +18,11 @@ import time
 import warnings
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
-from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kfp_lineage import errors
 from kfp_lineage import run_ids
+from kfp_lineage.ir import newer_fields
 from kfp_lineage.ir import spec
 from kfp_lineage.remote import submission as submit
 
@@ -95,7 +95,7 @@ def describe_run_request(
         runtime_config["pipeline_root"] = target.pipeline_root
     body: Dict[str, Any] = {"display_name": run_name, "runtime_config": runtime_config}
     if not upload:
-        body["pipeline_spec"] = json_format.MessageToDict(_with_caching(loaded.spec, enable_caching))
+        body["pipeline_spec"] = newer_fields.to_dict(_with_caching(loaded.spec, enable_caching))
     if target.service_account:
         body["service_account"] = target.service_account
     request: Dict[str, Any] = {
@@ -278,7 +278,7 @@ def _spec_file(loaded: spec.LoadedPipeline) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="kfp-lineage-submit-") as tmp:
         path = os.path.join(tmp, "pipeline.yaml")
         with open(path, "w", encoding="utf-8") as f:
-            json.dump(json_format.MessageToDict(loaded.spec), f)  # JSON is YAML
+            json.dump(newer_fields.to_dict(loaded.spec), f)  # JSON is YAML
         yield path
 
 

@@ -15,10 +15,10 @@ import tempfile
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-from google.protobuf import json_format
 
 from kfp_lineage import errors
 from kfp_lineage import run_ids
+from kfp_lineage.ir import newer_fields
 from kfp_lineage.ir import spec
 from kfp_lineage.remote import submission as submit
 
@@ -218,7 +218,7 @@ def build_pipeline_job(
     with tempfile.TemporaryDirectory(prefix="kfp-lineage-submit-") as tmp:
         template = os.path.join(tmp, "pipeline.json")
         with open(template, "w", encoding="utf-8") as f:
-            json.dump(json_format.MessageToDict(loaded.spec), f)
+            json.dump(newer_fields.to_dict(loaded.spec), f)
         try:
             return aiplatform.PipelineJob(
                 display_name=loaded.name,

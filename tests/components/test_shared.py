@@ -9,9 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tomllib
 from component_test_support import REPO_ROOT, assert_one_line
 from kfp_lineage_components import _packaging, _shared
+from packaging import requirements
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10; tomli is in both locks there
+    import tomli as tomllib
 
 
 def test_sha256_file(tmp_path):
@@ -170,18 +175,34 @@ def test_packages_are_pinned_and_agree_with_the_distribution_and_lock():
     project = tomllib.loads((REPO_ROOT / "components" / "pyproject.toml").read_text())["project"]
     base = pins(_packaging.PACKAGES_TO_INSTALL)
     assert base["kfp-lineage-components"] == project["version"]
-    for name, version in pins(project["dependencies"]).items():
-        assert base[name] == version
-    extras = pins(project["optional-dependencies"]["gcp"])
+    # The distribution declares ranges; every task pin must lie inside them.
+    for name, allowed in ranges(project["dependencies"]).items():
+        assert allowed.contains(base[name]), (name, base[name], str(allowed))
+    extras = ranges(project["optional-dependencies"]["gcp"])
     for name, version in {**pins(_packaging.GCS_BIGQUERY_PACKAGES), **pins(_packaging.VERTEX_PACKAGES)}.items():
         if name in extras:
-            assert extras[name] == version, name
+            assert extras[name].contains(version), name
 
-    lock_path = REPO_ROOT / "constraints.txt"
-    if lock_path.exists():
-        lines = [line for line in lock_path.read_text().splitlines() if "==" in line]
-        lock = {name.lower(): version for name, version in pins(lines).items()}
-        every = {**base, **pins(_packaging.GCS_BIGQUERY_PACKAGES), **pins(_packaging.VERTEX_PACKAGES)}
-        for name, version in every.items():
-            if name != "kfp-lineage-components":
-                assert lock[name.lower()] == version, name
+    # The task image (python:3.11-slim, kfp 2.13.0) runs the legacy stack: its pins are that lock's on Python 3.11.
+    lock = locked_versions(REPO_ROOT / "constraints" / "legacy.txt", {"python_version": "3.11", "sys_platform": "linux"})
+    every = {**base, **pins(_packaging.GCS_BIGQUERY_PACKAGES), **pins(_packaging.VERTEX_PACKAGES)}
+    for name, version in every.items():
+        if name != "kfp-lineage-components":
+            assert lock[name.lower()] == version, name
+
+
+def ranges(declared):
+    return {r.name: r.specifier for r in map(requirements.Requirement, declared)}
+
+
+def locked_versions(path: Path, environment) -> dict:
+    """name -> version of the lock's lines that apply in `environment` (a lock pins some packages per Python)."""
+    found = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement = requirements.Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate(environment):
+                [pin] = requirement.specifier
+                found[requirement.name.lower().replace("_", "-")] = pin.version
+    assert found, f"{path} pins nothing"
+    return found

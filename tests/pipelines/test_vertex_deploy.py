@@ -4,6 +4,7 @@ alone and as the `vertex` branch of the training pipeline run by the local runne
 
 import os
 import re
+import urllib.parse
 
 import pytest
 from kfp import dsl
@@ -67,7 +68,8 @@ def test_deploy_uploads_the_model_creates_the_endpoint_and_routes_all_traffic(tm
     labels = {"managed-by": "kfp-lineage", "pipeline-job": "training-20260101-000000-abcdef",
               "model-sha256-prefix": sha[:16]}
     model_name, endpoint_name = f"{PARENT}/models/1001", f"{PARENT}/endpoints/1003"
-    assert [r.line for r in vertex.requests] == [
+    # Decoded: newer google-api-core sends the model version as models/1001%401, older ones as models/1001@1.
+    assert [urllib.parse.unquote(r.line) for r in vertex.requests] == [
         f"POST /v1/projects/{PROJECT}/locations/{LOCATION}/models:upload",
         f"GET /ui/{model_name}/operations/1002",  # the upload's long-running operation, polled until done
         f"GET /v1/{model_name}@1",

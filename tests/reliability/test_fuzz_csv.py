@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import sys
 import tempfile
 
 from hypothesis import event, given
@@ -18,6 +19,8 @@ cells = st.one_of(
     st.text(max_size=8),
     st.sampled_from(["", "NA", "nan", "null", "a,b", '"', "\n", "1e999", "label", "True", "\x00", "\ufeff"]),
 )
+# Python 3.10's csv writer cannot write a NUL unescaped ("need to escape"); 3.11 and later can.
+NUL_OK = {"escapechar": "\\"} if sys.version_info < (3, 11) else {}
 column_names = st.one_of(st.just("label"), st.text(max_size=6), st.sampled_from(["", "Unnamed: 0", "label.1"]))
 labels = st.one_of(st.sampled_from(["a", "b", "c"]), cells)
 
@@ -29,7 +32,7 @@ def tables(draw) -> str:
     rows = draw(st.lists(st.lists(cells, min_size=len(header) - 1, max_size=len(header) + 1), max_size=12))
     label_index = header.index("label") if "label" in header else None
     out = io.StringIO()
-    writer = csv.writer(out, quoting=draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_NONNUMERIC])))
+    writer = csv.writer(out, quoting=draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_NONNUMERIC])), **NUL_OK)
     writer.writerow(header)
     for row in rows:
         if label_index is not None and label_index < len(row):
@@ -52,7 +55,7 @@ def labelled_tables(draw) -> str:
         )
     )
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv.writer(out, **NUL_OK)
     writer.writerow(header)
     for values, label in rows:
         writer.writerow(values + [label] if header[-1] == "label" else [label] + values)

@@ -1,9 +1,15 @@
 """`kfp-lineage compile`: checked-in specs match a fresh compile, and compiled components are reusable."""
 
 import os
+import subprocess
+import sys
 
+import kfp
+import pytest
 import yaml
 from kfp import compiler, components, dsl
+
+from kfp_lineage import errors
 
 from kfp_lineage.remote import compiling as compile_module
 from kfp_lineage.engine import run as run_module
@@ -11,9 +17,22 @@ from tests import conftest
 from tests.mlmd_view import RunView
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+TINY_PIPELINE = (
+    "from kfp import dsl\n"
+    "@dsl.component(base_image='python:3.11-slim')\n"
+    "def hello() -> str:\n    return 'hi'\n"
+    "@dsl.pipeline(name='tiny')\n"
+    "def tiny():\n    hello()\n"
+)
 
 
 def test_checked_in_specs_are_current():
+    compiled_with = compile_module.compiled_with(os.path.join(REPO, "specs", "training.yaml"))
+    if compiled_with != kfp.__version__:
+        # Not a server skip: KFP_LINEAGE_REQUIRE_SERVERS leaves it alone. CI runs it on the current stack.
+        pytest.skip(f"specs/ are compiled with kfp {compiled_with} (the current stack) and this environment has kfp "
+                    f"{kfp.__version__}: the check runs where kfp {compiled_with} is installed (`make specs` "
+                    "recompiles with it anywhere)")
     results = compile_module.compile_project(
         os.path.join(REPO, "pipelines"), os.path.join(REPO, "components"), os.path.join(REPO, "specs"), check=True
     )
@@ -44,6 +63,54 @@ def test_check_reports_a_stale_spec_without_writing(tmp_path):
     (specs / "old.yaml").write_text("x: 1\n")
     results = compile_module.compile_project(str(pipelines_dir), str(tmp_path / "components"), str(specs), check=True)
     assert [(r.kind, r.changed) for r in results if r.path.endswith("old.yaml")] == [("stale pipeline (no source)", True)]
+
+
+def test_check_refuses_to_compare_specs_of_another_kfp_by_name(tmp_path):
+    pipelines_dir, components_dir, specs = tmp_path / "pipelines", tmp_path / "components", tmp_path / "specs"
+    pipelines_dir.mkdir()
+    components_dir.mkdir()
+    (pipelines_dir / "tiny.py").write_text(TINY_PIPELINE)
+    compile_module.compile_project(str(pipelines_dir), str(components_dir), str(specs))
+    assert compile_module.compiled_with(str(specs / "tiny.yaml")) == kfp.__version__
+    text = (specs / "tiny.yaml").read_text()
+    (specs / "tiny.yaml").write_text(text.replace(f"sdkVersion: kfp-{kfp.__version__}", "sdkVersion: kfp-2.99.0"))
+    with pytest.raises(errors.InvalidInputError) as raised:
+        compile_module.compile_project(str(pipelines_dir), str(components_dir), str(specs), check=True)
+    assert str(raised.value) == (
+        f"{specs / 'tiny.yaml'} was compiled with kfp 2.99.0 and this environment has kfp {kfp.__version__}, so a "
+        "fresh compile differs whatever the source says: check with kfp 2.99.0, or recompile with this kfp "
+        "(kfp-lineage compile)"
+    )
+    [written] = compile_module.compile_project(str(pipelines_dir), str(components_dir), str(specs))
+    assert written.changed and compile_module.compiled_with(written.path) == kfp.__version__
+
+
+def test_compiling_needs_kfp_but_not_ml_metadata(tmp_path):
+    """`python -m kfp_lineage.remote.compiling` (what `make specs` runs beside a newer kfp) never imports
+    ml-metadata, so it works in an environment that has only kfp."""
+    blocker = tmp_path / "ml_metadata"
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text("raise ImportError('ml-metadata must not be imported to compile')\n")
+    pipelines_dir = tmp_path / "pipelines"
+    pipelines_dir.mkdir()
+    (pipelines_dir / "tiny.py").write_text(TINY_PIPELINE)
+    (tmp_path / "components").mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), REPO])}
+    result = subprocess.run(
+        [sys.executable, "-m", "kfp_lineage.remote.compiling", "--pipelines-dir", str(pipelines_dir),
+         "--components-dir", str(tmp_path / "components"), "--output-dir", str(tmp_path / "specs")],
+        capture_output=True, text=True, env=env, cwd=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"updated    pipeline  {tmp_path / 'specs'}" in result.stdout
+    assert f"(kfp {kfp.__version__})" in result.stdout
+    check = subprocess.run(
+        [sys.executable, "-m", "kfp_lineage.remote.compiling", "--check", "--pipelines-dir", str(pipelines_dir),
+         "--components-dir", str(tmp_path / "components"), "--output-dir", str(tmp_path / "specs")],
+        capture_output=True, text=True, env=env, cwd=str(tmp_path),
+    )
+    assert check.returncode == 0, check.stderr
+    assert "stale" not in check.stdout and "up to date" in check.stdout
 
 
 def test_training_spec_declares_typed_artifacts_and_a_gated_deploy():

@@ -10,6 +10,7 @@ through `job_states` one step per GET.
 from __future__ import annotations
 
 import itertools
+import urllib.parse
 from typing import Any, Dict, List, Optional
 
 from tests.standins.server import HttpError, Reply, Request, StandInServer
@@ -124,7 +125,8 @@ class VertexStandIn(StandInServer):
 
     def _get_model(self, request: Request, project: str, location: str, model: str) -> Reply:
         self._check_parent(project, location, "aiplatform.models.get")
-        name = f"{self.parent}/models/{model.partition('@')[0]}"
+        # Newer google-api-core sends `models/1001%401` for the version `1001@1`; Vertex AI decodes it.
+        name = f"{self.parent}/models/{urllib.parse.unquote(model).partition('@')[0]}"
         if name not in self.models:
             raise HttpError(404, f"Model {name} does not exist.")
         return Reply(200, self.models[name])
