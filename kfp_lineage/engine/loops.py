@@ -33,7 +33,9 @@ class Iteration:
 
 
 class Loop:
-    """A running ParallelFor task. Re-entrant: an iteration may end while the scheduler is still starting others."""
+    """A running ParallelFor task. The scheduler starts the iterations next_iteration gives, and reports each end
+    (iteration_done) only after it returned from starting them, so the bookkeeping is never re-entered and a loop
+    of any size is iterated, not recursed."""
 
     def __init__(self, *, name: str, key: str, component: pipeline_spec_pb2.ComponentSpec, execution_id: int,
                  display_name: str, items: Tuple[str, List[Any], bool], parameters: Dict[str, Any],

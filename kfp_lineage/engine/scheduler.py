@@ -8,9 +8,10 @@ through the run's task handler from exec/), records are written by mlmd/recorder
 
 from __future__ import annotations
 
+import collections
 import os
 import time
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Callable, Deque, Dict, Mapping, Optional
 
 from kfp.pipeline_spec import pipeline_spec_pb2
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
@@ -72,6 +73,8 @@ class Scheduler:
         self._cache: Optional[cache_hits.CacheHits] = None
         self._tasks: Optional[container_tasks.TaskRunner] = None
         self._root_result: Optional[results.TaskResult] = None
+        self._steps: Deque[Callable[[], None]] = collections.deque()
+        self._stepping = False
 
     @property
     def _interrupted(self) -> bool:
@@ -112,8 +115,8 @@ class Scheduler:
             scratch_root=self.scratch_root, task_env=task_env, arguments=self.arguments,
         )
         try:
-            self._advance(root)
-            self._start_ready_tasks()
+            self._step(lambda: self._advance(root))
+            self._step(self._start_ready_tasks)
             while self._tasks.busy:
                 try:
                     done = self._tasks.wait()
@@ -126,8 +129,8 @@ class Scheduler:
                 for future in done:
                     finished = self._tasks.collect(future)
                     if finished is not None:
-                        self._container_done(finished)
-                self._start_ready_tasks()
+                        self._step(lambda finished=finished: self._container_done(finished))
+                self._step(self._start_ready_tasks)
         finally:
             self._tasks.close()
         root_result = self._root_result or results.TaskResult("", results.FAILED, root_execution)
@@ -151,6 +154,25 @@ class Scheduler:
             tasks=self._task_results,
             outputs=root_result.outputs,
         )
+
+    def _step(self, action: Callable[[], None]) -> None:
+        """Runs `action`, then every action queued while it ran, one after another.
+
+        A DAG that finishes queues its on_done here instead of calling it (see _finish_frame), so the tasks of a
+        DAG that all end at once (a cached rerun of a 300-item loop, iterations skipped by a false condition) are
+        handled in a loop: the stack grows with the pipeline's nesting, never with how many tasks end together.
+        Every entry into the DAG logic from run() goes through here.
+        """
+        self._steps.append(action)
+        if self._stepping:
+            return
+        self._stepping = True
+        try:
+            while self._steps:
+                self._steps.popleft()()
+        finally:
+            self._stepping = False
+            self._steps.clear()
 
     # DAGs ---------------------------------------------------------------------------------------------------------
 
@@ -275,7 +297,7 @@ class Scheduler:
         self._root_result = results.TaskResult("", state, None, results.outputs_json(produced), duration, error)
 
     def _finish_frame(self, frame: frames.Frame) -> None:
-        """Publishes a DAG whose children are all final, then calls its on_done."""
+        """Publishes a DAG whose children are all final, then queues its on_done (see _step)."""
         frame.finished = True
         failed = self._interrupted or any(
             state in (results.FAILED, results.NOT_RUN) for state in frame.states.values())
@@ -288,7 +310,8 @@ class Scheduler:
                           if status.state == results.FAILED and status.error), "")
         properties = {vocabulary.OUTPUTS: produced.parameters} if produced.parameters else {}
         self.recorder.publish_execution(self._contexts, frame.execution_id, results.MLMD_STATE[state], properties)
-        frame.on_done(state, produced, time.monotonic() - frame.started, error)
+        duration = time.monotonic() - frame.started
+        self._step(lambda: frame.on_done(state, produced, duration, error))
 
     def _set_final(
         self,
@@ -314,8 +337,9 @@ class Scheduler:
     # Loops --------------------------------------------------------------------------------------------------------
 
     def _advance_loop(self, frame: frames.Frame, loop: loops.Loop) -> None:
-        """Starts the loop's iterations it allows now, each a DAG execution and frame; finishes the loop (once,
-        though an iteration that ends while it starts re-enters here) when every iteration ended."""
+        """Starts the loop's iterations it allows now, each a DAG execution and frame; finishes the loop when every
+        iteration ended. An iteration that ends at once (nothing to run) is reported through _step after this
+        returns, so starting 300 such iterations is a loop here, not a recursion."""
         while (iteration := loop.next_iteration(self._interrupted)) is not None:
             execution_id = self.recorder.create_execution(
                 self._contexts, vocabulary.DAG_EXECUTION_TYPE, iteration.properties, input_artifacts=iteration.input_ids
