@@ -106,11 +106,16 @@ class Loop:
         return not self.finished and self._running == 0 and self._next_index >= len(self.items)
 
     def finish(self, interrupted: bool) -> Tuple[str, dataflow.Produced]:
-        """Marks the loop finished; its state (COMPLETE or FAILED) and outputs (dsl.Collected, in item order)."""
+        """Marks the loop finished; its state and outputs (dsl.Collected, in item order).
+
+        FAILED when an iteration failed; else CANCELED when the run was stopped (`interrupted`); else COMPLETE.
+        """
         self.finished = True
-        failed = interrupted or self._not_started > 0 or any(
-            state not in results.SUCCEEDED for state in self._states.values())
-        if failed:
+        if results.FAILED in self._states.values():
+            return results.FAILED, dataflow.Produced()
+        if interrupted:
+            return results.CANCELED, dataflow.Produced()
+        if self._not_started > 0 or any(state not in results.SUCCEEDED for state in self._states.values()):
             return results.FAILED, dataflow.Produced()
         produced = resolution.collect_iterations(self.component, [self._results[i] for i in sorted(self._results)])
         return results.COMPLETE, produced

@@ -11,6 +11,7 @@ from kfp.dsl import base_component
 from kfp_lineage import errors, run_ids
 from kfp_lineage.engine import results
 from kfp_lineage.engine import scheduler
+from kfp_lineage.engine import stopping
 from kfp_lineage.ir import preflight
 from kfp_lineage.engine import progress
 from kfp_lineage.engine.exec import factory
@@ -56,10 +57,17 @@ def run_pipeline(
         env: the tasks' environment; None means this process's environment.
         cwd: the tasks' working directory; None means this process's.
 
+    While it runs (in the main thread), SIGINT, SIGTERM and SIGHUP stop the run cleanly instead of killing this
+    process: running tasks are killed and recorded CANCELED, then RunCanceled is raised. Every path leaves the
+    store consistent (no execution left RUNNING) and no task process running.
+
     Returns:
         The run's result; `result.state` is COMPLETE or FAILED (a failed task does not raise).
 
     Raises:
+        RunCanceled: a signal stopped the run (a KeyboardInterrupt; `exit_code` 130 for SIGINT, 143 for SIGTERM).
+        RunAbortedError: the runner failed on an unexpected error; the run was recorded FAILED and the message
+            names the file with the traceback.
         InvalidInputError: bad spec, arguments, options or store; raised before anything is written.
         UnsupportedFeatureError: the pipeline uses a feature the local runner cannot run.
     """
@@ -96,7 +104,9 @@ def run_pipeline(
         enable_cache=enable_cache,
         launcher=launcher,
     )
-    runner = scheduler.Scheduler(
-        loaded.spec, values, recorder.Recorder(metadata_store), options, reporter, store_label=url.redacted
-    )
-    return runner.run()
+    with stopping.stop_on_signals(stopping.StopRequest()) as stop:
+        runner = scheduler.Scheduler(
+            loaded.spec, values, recorder.Recorder(metadata_store), options, reporter, store_label=url.redacted,
+            stop=stop,
+        )
+        return runner.run()

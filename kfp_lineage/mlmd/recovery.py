@@ -15,6 +15,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from kfp_lineage import errors
+from kfp_lineage.mlmd import store as store_module
 from kfp_lineage.mlmd import vocabulary
 
 FAILURE_REASON_PROPERTY = vocabulary.FAILURE_REASON
@@ -52,21 +53,28 @@ def find_dead_runs(store: metadata_store.MetadataStore,
             if _runner_state(context) == vocabulary.RUNNER_RUNNING and _runner_is_dead(_runner(context))]
 
 
-def close_run(store: metadata_store.MetadataStore, run: mlmd_pb.Context, reason: str) -> RecoveredRun:
-    """Marks every RUNNING execution of `run` FAILED with `failure_reason`, then the run context FAILED.
+def close_run(store: metadata_store.MetadataStore, run: mlmd_pb.Context, reason: str,
+              runner_state: str = vocabulary.RUNNER_FAILED) -> RecoveredRun:
+    """Marks every RUNNING execution of `run` FAILED with `failure_reason` (CANCELED when `runner_state` is
+    CANCELED: the runner was stopped), then sets the run context's runner_state.
 
     Events are left as they are: a killed task never published, so it has INPUT events and no OUTPUT events.
+    The caller must be the only writer of this run: a dead run's runner is gone; a live runner calls this through
+    its Recorder (Recorder.close_run), under the lock its other writes take.
     """
     executions = [e for e in store.get_executions_by_context(run.id)
                   if e.last_known_state in (mlmd_pb.Execution.RUNNING, mlmd_pb.Execution.NEW)]
+    closed_state = (mlmd_pb.Execution.CANCELED if runner_state == vocabulary.RUNNER_CANCELED
+                    else mlmd_pb.Execution.FAILED)
     for execution in executions:
-        execution.last_known_state = mlmd_pb.Execution.FAILED
+        execution.last_known_state = closed_state
         execution.custom_properties[vocabulary.FAILURE_REASON].string_value = reason
     if executions:
-        store.put_executions(executions)
-    run.custom_properties[vocabulary.RUNNER_STATE].string_value = vocabulary.RUNNER_FAILED
-    store.put_contexts([run])
-    return RecoveredRun(run.name, _runner(run), len(executions))
+        store_module.retry_transient(store.put_executions, executions)
+    [context] = store.get_contexts_by_id([run.id])  # as stored now, not as the caller last read it
+    context.custom_properties[vocabulary.RUNNER_STATE].string_value = runner_state
+    store_module.retry_transient(store.put_contexts, [context])
+    return RecoveredRun(context.name, _runner(context), len(executions))
 
 
 def recover(store: metadata_store.MetadataStore, run_id: Optional[str] = None,

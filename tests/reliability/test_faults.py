@@ -1,7 +1,9 @@
-"""Faults: a task that crashes, is killed by a signal or times out; the runner killed with SIGINT or SIGKILL.
+"""Faults: a task that crashes, is killed by a signal or times out; the runner stopped by SIGINT, SIGTERM or
+SIGKILL, its output closed, or the runner itself failing.
 
-After each, the store is consistent: executions end FAILED/CANCELED (or are marked FAILED by recovery), no event
-points at a missing artifact, and a re-run with caching completes only the unfinished work.
+After each, the store is consistent: executions end FAILED/CANCELED (or are marked FAILED by recovery), the run
+context is final, no event points at a missing artifact, no process of the run is left, and a re-run with caching
+completes only the unfinished work.
 """
 
 import os
@@ -9,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 from kfp import compiler
@@ -58,6 +61,13 @@ def test_a_task_over_its_timeout_is_killed_and_failed(tmp_path, sqlite_url):
     assert_consistent(RunView(conftest.open_store(sqlite_url), "t"))
 
 
+def assert_final(view: RunView) -> None:
+    """assert_consistent, and the run is over: its root DAG and its run context are in a final state."""
+    assert_consistent(view)
+    assert view.state("") in ("COMPLETE", "FAILED", "CANCELED")
+    assert view.run_context.custom_properties["runner_state"].string_value in ("COMPLETE", "FAILED", "CANCELED")
+
+
 def _start_runner(tmp_path, store, run_id, marker, seconds=60):
     spec_path = tmp_path / "lingering.yaml"
     compiler.Compiler().compile(faults.lingering, str(spec_path))
@@ -66,6 +76,55 @@ def _start_runner(tmp_path, store, run_id, marker, seconds=60):
          "--run-id", run_id, "--param", f"marker={marker}", "--param", f"seconds={seconds}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+
+
+def _run_command(tmp_path, pipeline, run_id, *options, **params):
+    """The `kfp-lineage run` command line of a fault pipeline, compiled into tmp_path, with a store there."""
+    spec_path = tmp_path / f"{pipeline.name}.yaml"
+    if not spec_path.exists():
+        compiler.Compiler().compile(pipeline, str(spec_path))
+    command = [KFP_LINEAGE, "run", str(spec_path), "--store", str(tmp_path / "mlmd.sqlite"), "--pipeline-root",
+               str(tmp_path / "root"), "--run-id", run_id, *options]
+    for name, value in params.items():
+        command += ["--param", f"{name}={value}"]
+    return command
+
+
+def _tagged_env():
+    """The environment for a runner whose every descendant can be found again: (env, tag)."""
+    tag = uuid.uuid4().hex
+    return dict(os.environ, KFP_LINEAGE_TEST_PROCESS_TAG=tag), tag
+
+
+def _live_processes(tag):
+    """Pids of live processes (zombies do not count) whose environment carries the tag; Linux /proc only."""
+    needle = f"KFP_LINEAGE_TEST_PROCESS_TAG={tag}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    continue
+        except OSError:  # gone meanwhile, or not ours
+            continue
+        found.append(int(entry))
+    return found
+
+
+def assert_no_process_left(tag, timeout=10.0):
+    """Every process of the run is gone (within `timeout`: a killed group takes a moment to be reaped)."""
+    deadline = time.monotonic() + timeout
+    while (left := _live_processes(tag)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"processes left behind: {left}"
+
+
+needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds processes through /proc")
 
 
 def _wait_for(path, timeout=60):
@@ -139,7 +198,7 @@ def test_sigint_of_the_runner_cancels_running_tasks_and_finishes_the_store(tmp_p
     runner.communicate(timeout=30)
     assert runner.returncode == 130
     view = RunView(conftest.open_store(store), "interrupted")
-    assert view.state("linger") == "CANCELED" and view.state("") == "FAILED"
+    assert view.state("linger") == "CANCELED" and view.state("") == "CANCELED"
     assert_consistent(view)
     assert recovery.recover(view.store) == []  # an interrupted runner finished its bookkeeping
 
@@ -155,3 +214,113 @@ def test_a_task_that_moves_its_output_outside_the_pipeline_root_fails_and_record
     view = RunView(conftest.open_store(sqlite_url), "escape")
     assert view.store.get_artifacts() == []  # nothing points at the file outside the root
     assert_consistent(view)
+
+
+# Every way a run ends, each through a real `kfp-lineage run` process: the store is final and no process is left.
+
+
+def _runner_state(view: RunView) -> str:
+    return view.run_context.custom_properties["runner_state"].string_value
+
+
+@needs_proc
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["fork", "subprocess"])
+def test_a_run_ends_consistent_when_it_succeeds_and_when_a_task_fails(tmp_path, launcher):
+    env, tag = _tagged_env()
+    env["KFP_LINEAGE_LAUNCHER"] = launcher
+    ok = subprocess.run(_run_command(tmp_path, faults.lingering, "ok", seconds=0, marker=tmp_path / "m"), env=env,
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    failed = subprocess.run(_run_command(tmp_path, faults.crashing, "failed"), env=env, capture_output=True,
+                            text=True)
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines()[-1].startswith("Error: task crash failed: exited with code 3")
+    store = conftest.open_store(str(tmp_path / "mlmd.sqlite"))
+    for run_id, state in (("ok", "COMPLETE"), ("failed", "FAILED")):
+        view = RunView(store, run_id)
+        assert view.state("") == state and _runner_state(view) == state
+        assert_final(view)
+    assert_no_process_left(tag)
+
+
+@needs_proc
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["fork", "subprocess"])
+@pytest.mark.parametrize("signal_number, code, cause", [
+    (signal.SIGINT, 130, "interrupted"),
+    (signal.SIGTERM, 143, "stopped by SIGTERM"),
+])
+def test_sigint_or_sigterm_of_the_runner_cancels_the_run(tmp_path, launcher, signal_number, code, cause):
+    env, tag = _tagged_env()
+    env["KFP_LINEAGE_LAUNCHER"] = launcher
+    marker = tmp_path / "started"
+    runner = subprocess.Popen(_run_command(tmp_path, faults.slow_and_quick, "stopped", marker=marker), env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(marker)
+    runner.send_signal(signal_number)
+    _, stderr = runner.communicate(timeout=60)
+    assert runner.returncode == code
+    assert stderr.strip().splitlines()[-1] == f"Error: {cause}; running tasks were stopped and recorded as CANCELED"
+    view = RunView(conftest.open_store(str(tmp_path / "mlmd.sqlite")), "stopped")
+    assert view.state("sleep-and-mark") == "CANCELED" and view.outputs("sleep-and-mark") == {}
+    assert view.state("") == "CANCELED" and _runner_state(view) == "CANCELED"
+    assert_final(view)
+    assert_no_process_left(tag)
+
+
+_BUGGY_RUNNER = """
+import sys
+from kfp_lineage import cli
+from kfp_lineage.engine import scheduler
+
+def _container_done(self, finished):  # a bug: unbounded recursion, as the ParallelFor bookkeeping once had
+    return _container_done(self, finished)
+
+scheduler.Scheduler._container_done = _container_done
+cli.entrypoint(sys.argv[1:])
+"""
+
+
+@needs_proc
+@pytest.mark.slow
+def test_a_runner_that_fails_on_a_bug_kills_its_tasks_and_closes_the_run(tmp_path):
+    env, tag = _tagged_env()
+    command = _run_command(tmp_path, faults.slow_and_quick, "buggy", marker=tmp_path / "started")
+    runner = subprocess.run([sys.executable, "-c", _BUGGY_RUNNER, *command[1:]], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert runner.returncode == 1
+    last = runner.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: the runner stopped on an unexpected error: RecursionError: maximum recursion "
+                           "depth exceeded; its running tasks were stopped and the run was recorded FAILED "
+                           "(traceback: ")
+    log_path = last.rsplit("(traceback: ", 1)[1].rstrip(")")
+    assert "RecursionError" in open(log_path).read()
+    view = RunView(conftest.open_store(str(tmp_path / "mlmd.sqlite")), "buggy")
+    assert view.state("sleep-and-mark") == "FAILED"
+    assert view.prop("sleep-and-mark", "failure_reason").startswith(
+        "the runner stopped on an error: RecursionError: maximum recursion depth exceeded")
+    assert view.state("") == "FAILED" and _runner_state(view) == "FAILED"
+    assert_final(view)
+    assert_no_process_left(tag)
+
+
+@needs_proc
+@pytest.mark.slow
+def test_a_store_error_that_outlasts_the_retries_stops_the_run_and_closes_it(tmp_path):
+    # A task holds the SQLite store's lock for two minutes: the runner's next write fails after its retries; it
+    # kills the task (which frees the lock) and closes the run.
+    env, tag = _tagged_env()
+    command = _run_command(tmp_path, faults.store_locked, "locked", store_path=tmp_path / "mlmd.sqlite",
+                           marker=tmp_path / "locked")
+    runner = subprocess.run(command, env=env, capture_output=True, text=True, timeout=170)
+    assert runner.returncode == 1, runner.stderr
+    last = runner.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: the runner stopped on an unexpected error: AbortedError: Concurrent writes "
+                           "aborted after max number of retries.; its running tasks were stopped and the run was "
+                           "recorded FAILED (traceback: ")
+    view = RunView(conftest.open_store(str(tmp_path / "mlmd.sqlite")), "locked")
+    assert view.state("lock-store") == "FAILED" and view.state("wait-for") == "FAILED"
+    assert view.state("") == "FAILED" and _runner_state(view) == "FAILED"
+    assert_final(view)
+    assert_no_process_left(tag)
