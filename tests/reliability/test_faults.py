@@ -269,6 +269,57 @@ def test_sigint_or_sigterm_of_the_runner_cancels_the_run(tmp_path, launcher, sig
     assert_no_process_left(tag)
 
 
+@needs_proc
+@pytest.mark.slow
+def test_a_closed_stdout_or_stderr_neither_stops_the_run_nor_prints_a_traceback(tmp_path):
+    env, tag = _tagged_env()
+    # `kfp-lineage run ... --json | head -5` with the reader gone before the result is printed: the run goes on,
+    # nothing is printed about the pipe, and the exit code is the run's.
+    with open(tmp_path / "stderr", "w") as stderr:
+        runner = subprocess.Popen(_run_command(tmp_path, faults.slow_and_quick, "stdout-closed", "--json",
+                                               seconds=1, marker=tmp_path / "m1"),
+                                  env=env, stdout=subprocess.PIPE, stderr=stderr)
+        runner.stdout.close()
+        assert runner.wait(timeout=120) == 0
+    errors = (tmp_path / "stderr").read_text()
+    assert "Traceback" not in errors and "BrokenPipe" not in errors and "Exception ignored" not in errors
+    assert errors.strip().splitlines()[-1].endswith("2 complete")
+    # `kfp-lineage run ... 2>&1 | head -5`: the progress lines themselves find the pipe closed.
+    runner = subprocess.Popen(_run_command(tmp_path, faults.slow_and_quick, "both-closed", seconds=1,
+                                           marker=tmp_path / "m2"),
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    first_lines = [runner.stdout.readline() for _ in range(5)]
+    runner.stdout.close()
+    assert runner.wait(timeout=120) == 0
+    assert first_lines[0].startswith(b"[") and b"run both-closed" in first_lines[0]
+    store = conftest.open_store(str(tmp_path / "mlmd.sqlite"))
+    for run_id in ("stdout-closed", "both-closed"):
+        view = RunView(store, run_id)
+        assert view.state("") == "COMPLETE" and _runner_state(view) == "COMPLETE"
+        assert_final(view)
+    assert_no_process_left(tag)
+
+
+@needs_proc
+@pytest.mark.slow
+def test_ctrl_c_of_a_runner_piped_to_tee_records_the_run_canceled(tmp_path):
+    env, tag = _tagged_env()
+    marker, status = tmp_path / "started", tmp_path / "status"
+    command = " ".join(f"'{part}'" for part in _run_command(tmp_path, faults.slow_and_quick, "teed", marker=marker))
+    script = f"{command} 2>&1 | tee '{tmp_path / 'out'}'; echo ${{PIPESTATUS[0]}} > '{status}'"
+    shell = subprocess.Popen(["bash", "-c", script], env=env, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(marker)
+    os.killpg(shell.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group, tee included
+    shell.wait(timeout=60)
+    assert status.read_text().strip() == "130"
+    view = RunView(conftest.open_store(str(tmp_path / "mlmd.sqlite")), "teed")
+    assert view.state("sleep-and-mark") == "CANCELED"
+    assert view.state("") == "CANCELED" and _runner_state(view) == "CANCELED"
+    assert_final(view)
+    assert_no_process_left(tag)
+
+
 _BUGGY_RUNNER = """
 import sys
 from kfp_lineage import cli
