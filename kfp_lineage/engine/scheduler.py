@@ -29,6 +29,7 @@ from kfp_lineage.engine import stopping
 from kfp_lineage.engine.exec import command
 from kfp_lineage.engine.exec import factory
 from kfp_lineage.engine.exec import handler
+from kfp_lineage.engine.exec import supervision
 from kfp_lineage.ir import conditions
 from kfp_lineage.ir import dataflow
 from kfp_lineage.ir import preflight
@@ -74,7 +75,7 @@ class Scheduler:
         self.run_root = os.path.join(options.pipeline_root, self.pipeline_name, options.run_id)
         self.scratch_root = os.path.join(self.run_root, ".kfp-lineage")
         self._task_results: Dict[str, results.TaskResult] = {}
-        self._processes = handler.RunningProcesses()
+        self._processes = supervision.ReapedProcesses()  # no task outlives this runner, even a SIGKILLed one
         self._contexts: Optional[recorder.RunContexts] = None
         self._cache: Optional[cache_hits.CacheHits] = None
         self._tasks: Optional[container_tasks.TaskRunner] = None
@@ -188,10 +189,15 @@ class Scheduler:
             self._step(self._start_ready_tasks)
 
     def _close_tasks(self) -> None:
-        """Waits for the task threads and closes the task handler (once)."""
-        if self._tasks is not None and not self._tasks_closed:
-            self._tasks_closed = True
-            self._tasks.close()
+        """Waits for the task threads, closes the task handler and lets the reaper go (once)."""
+        if self._tasks_closed:
+            return
+        self._tasks_closed = True
+        try:
+            if self._tasks is not None:
+                self._tasks.close()
+        finally:
+            self._processes.close()
 
     def _abort(self, error: BaseException) -> BaseException:
         """Ends a run the scheduler cannot finish: kills its running tasks, waits for them, and closes its records

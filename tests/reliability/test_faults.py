@@ -162,6 +162,29 @@ def test_sigkill_of_the_runner_is_recovered_and_a_rerun_does_only_the_unfinished
     assert again.tasks["linger"].state == "COMPLETE"
 
 
+@needs_proc
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["fork", "subprocess"])
+def test_no_task_outlives_a_runner_killed_with_sigkill(tmp_path, launcher):
+    # The fork server, the task and the task's own child, the reaper: every process of the run dies with it.
+    env, tag = _tagged_env()
+    env["KFP_LINEAGE_LAUNCHER"] = launcher
+    marker = tmp_path / "started"
+    runner = subprocess.Popen(_run_command(tmp_path, faults.slow_and_quick, "killed", marker=marker), env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(marker)
+    task_pid, child_pid = map(int, marker.read_text().split())
+    assert {task_pid, child_pid} <= set(_live_processes(tag))
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(timeout=10)
+    assert_no_process_left(tag)
+    view = RunView(conftest.open_store(str(tmp_path / "mlmd.sqlite")), "killed")
+    assert view.state("sleep-and-mark") == "RUNNING"  # nobody could publish it: `recover` closes it
+    [recovered] = recovery.recover(view.store)
+    assert recovered.run_id == "killed"
+    assert_final(RunView(view.store, "killed"))
+
+
 @pytest.mark.slow
 def test_the_next_run_of_the_pipeline_recovers_a_killed_run_by_itself(tmp_path):
     store = str(tmp_path / "mlmd.sqlite")
