@@ -35,6 +35,7 @@ from kfp_lineage.ir import dataflow
 from kfp_lineage.ir import preflight
 from kfp_lineage.ir import resolution
 from kfp_lineage.mlmd import recorder
+from kfp_lineage.mlmd import recovery
 from kfp_lineage.mlmd import vocabulary
 
 PipelineTaskSpec = pipeline_spec_pb2.PipelineTaskSpec
@@ -103,12 +104,19 @@ class Scheduler:
             RunAbortedError: the runner itself failed (a bug, a store error that is not transient): running tasks
                 were killed, every RUNNING execution was recorded FAILED with a failure_reason and the run FAILED;
                 the message names the file holding the traceback. A LineageError is raised as itself instead.
-            InvalidInputError: the run id is already recorded (nothing was written).
+            InvalidInputError: the run id is already recorded, or its directory is in use by a live runner
+                (nothing was written).
         """
         if self._stop.requested:
             raise errors.RunCanceled(self._stop.signal_number)
         started = time.monotonic()
-        self._contexts = self.recorder.begin_run(self.pipeline_name, self.options.run_id, self.run_root)
+        # Held until the run is final in the store: while it is held, `recover` knows this runner is alive.
+        runner_lock = recovery.hold_runner_lock(self.run_root)
+        try:
+            self._contexts = self.recorder.begin_run(self.pipeline_name, self.options.run_id, self.run_root)
+        except BaseException:
+            runner_lock.discard()
+            raise
         try:
             root_execution = self._start_root()
             self._drive()
@@ -118,6 +126,8 @@ class Scheduler:
             self.recorder.finish_run(self._contexts, vocabulary.RUNNER_CANCELED if stopped else root_result.state)
         except BaseException as error:
             raise self._abort(error) from error
+        finally:
+            runner_lock.release()
         if stopped:
             raise errors.RunCanceled(self._stop.signal_number or signal.SIGINT)
         counts: Dict[str, int] = {}

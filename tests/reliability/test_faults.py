@@ -17,6 +17,7 @@ import pytest
 from kfp import compiler
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
+from kfp_lineage import errors
 from kfp_lineage.mlmd import recovery
 from kfp_lineage.engine import run as run_module
 from tests import conftest
@@ -398,3 +399,71 @@ def test_a_store_error_that_outlasts_the_retries_stops_the_run_and_closes_it(tmp
     assert view.state("") == "FAILED" and _runner_state(view) == "FAILED"
     assert_final(view)
     assert_no_process_left(tag)
+
+
+# Telling a dead runner from a live one: by the lock it holds, not by its pid.
+
+
+def _record_run(store, run_id, run_root, runner):
+    """A RUNNING run context as a runner recorded as `runner` would leave it."""
+    from kfp_lineage.mlmd import recorder
+
+    recorder.Recorder(store).begin_run("judged", run_id, str(run_root))
+    run = store.get_context_by_type_and_name("system.PipelineRun", run_id)
+    run.custom_properties["runner"].string_value = runner
+    store.put_contexts([run])
+
+
+def test_a_runner_is_alive_while_it_holds_its_lock_whatever_its_pid_says(tmp_path, sqlite_url):
+    import socket
+
+    store = conftest.open_store(sqlite_url)
+    # As a live runner in a container that shares this hostname is recorded: a pid this PID namespace lacks.
+    unknown_pid = f"{socket.gethostname()}:4194304:1"  # above Linux's largest pid
+    lock = recovery.hold_runner_lock(str(tmp_path / "live"))
+    _record_run(store, "live", tmp_path / "live", unknown_pid)
+    # Recorded before runner locks (its directory here, no lock file): judged by its pid, which is gone.
+    (tmp_path / "legacy").mkdir()
+    _record_run(store, "legacy", tmp_path / "legacy", unknown_pid)
+    # Its directory is not on this machine (another host, a container's own filesystem): cannot tell.
+    _record_run(store, "elsewhere", tmp_path / "not-here", unknown_pid)
+    assert [run.name for run in recovery.find_dead_runs(store)] == ["legacy"]
+    with pytest.raises(errors.InvalidInputError, match="in use by a live run with the same run id"):
+        recovery.hold_runner_lock(str(tmp_path / "live"))
+    lock.release()  # what the kernel does when the runner dies, however it dies
+    assert sorted(run.name for run in recovery.find_dead_runs(store)) == ["legacy", "live"]
+
+
+@needs_proc
+@pytest.mark.slow
+def test_a_live_runner_in_another_pid_namespace_is_not_recovered(tmp_path):
+    # A container sharing this hostname: the runner records a pid that means another process (or none) here.
+    probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot make a PID namespace here (unshare needs privileges)")
+    env, tag = _tagged_env()
+    marker = tmp_path / "started"
+    command = _run_command(tmp_path, faults.slow_and_quick, "contained", marker=marker)
+    namespace = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", *command], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(marker)
+    store = conftest.open_store(str(tmp_path / "mlmd.sqlite"))
+    view = RunView(store, "contained")
+    recorded_pid = int(view.run_context.custom_properties["runner"].string_value.split(":")[1])
+    [runner_pid] = [pid for pid in _live_processes(tag) if _parent(pid) == namespace.pid]
+    assert recorded_pid != runner_pid  # the recorded pid is the namespace's view
+    assert recovery.recover(store) == []
+    with pytest.raises(errors.InvalidInputError, match="is not a dead run"):
+        recovery.recover(store, run_id="contained")
+    assert RunView(store, "contained").state("sleep-and-mark") == "RUNNING"
+    os.kill(runner_pid, signal.SIGKILL)  # the namespace's init: everything in it dies
+    namespace.wait(timeout=30)
+    assert_no_process_left(tag)
+    [recovered] = recovery.recover(store)
+    assert recovered.run_id == "contained"
+    assert_final(RunView(store, "contained"))
+
+
+def _parent(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
