@@ -75,7 +75,8 @@ def hold_runner_lock(run_root: str) -> RunnerLock:
     processes it starts), so recover can tell this run is alive.
 
     Raises:
-        InvalidInputError: another live runner holds it (a second run with the same id and pipeline root).
+        InvalidInputError: another live runner holds it (a second run with the same id and pipeline root), or
+            the directory cannot be created.
     """
     path = os.path.join(run_root, RUNNER_LOCK_FILE)
     if fcntl is None:
@@ -85,9 +86,14 @@ def hold_runner_lock(run_root: str) -> RunnerLock:
     while directory and not os.path.isdir(directory):
         created.append(directory)
         directory = os.path.dirname(directory)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     existed = os.path.exists(path)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise errors.InvalidInputError(
+            f"cannot create the run's directory {run_root}: {e.strerror or e}: pass a writable --pipeline-root"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:

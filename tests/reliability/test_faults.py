@@ -467,3 +467,12 @@ def test_a_live_runner_in_another_pid_namespace_is_not_recovered(tmp_path):
 def _parent(pid):
     with open(f"/proc/{pid}/stat") as f:
         return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_pipeline_root_that_cannot_hold_the_run_is_refused_before_anything_is_written(tmp_path, sqlite_url):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(errors.InvalidInputError, match=r"cannot create the run's directory .*a-file/crashing/r: "
+                                                       r"Not a directory: pass a writable --pipeline-root"):
+        run_module.run_pipeline(faults.crashing, store=sqlite_url, pipeline_root=str(tmp_path / "a-file"),
+                                run_id="r")
+    assert conftest.open_store(sqlite_url).get_contexts() == []
