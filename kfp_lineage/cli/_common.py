@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import signal
 import subprocess
 import sys
 from typing import Any, Callable, Iterator, Optional, Sequence
@@ -16,6 +17,7 @@ from kfp_lineage import errors
 from kfp_lineage.mlmd import store as store_module
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_TERMINATED = 143  # SIGTERM: 128 + 15, as a shell reports a process SIGTERM killed
 
 
 @contextlib.contextmanager
@@ -24,11 +26,40 @@ def errors_to_exit_codes() -> Iterator[None]:
     try:
         yield
     except errors.LineageError as e:
-        click.echo(f"Error: {e}", err=True)
+        echo_safely(f"Error: {e}", err=True)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Error: interrupted; running tasks were stopped and recorded as CANCELED", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt as e:  # errors.RunCanceled says which signal (128 + its number); Ctrl-C is 130
+        code = getattr(e, "exit_code", EXIT_INTERRUPTED)
+        cause = "interrupted" if code == EXIT_INTERRUPTED else f"stopped by {_signal_name(code - 128)}"
+        echo_safely(f"Error: {cause}; running tasks were stopped and recorded as CANCELED", err=True)
+        sys.exit(code)
+
+
+def echo_safely(text: str, err: bool = False) -> None:
+    """click.echo that survives a reader that went away (`| head -5`, a closed terminal): the rest of that output
+    is dropped (the stream is pointed at /dev/null, so Python's flush at exit cannot fail either) and the
+    command goes on to its exit code."""
+    try:
+        click.echo(text, err=err)
+    except (OSError, ValueError):  # BrokenPipeError, EIO from a hung-up terminal, a closed file
+        drop_stream(sys.stderr if err else sys.stdout)
+
+
+def drop_stream(stream) -> None:
+    """Points a standard stream whose reader is gone at /dev/null."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def parse_pairs(values: Sequence[str], option: str = "--param", example: str = "threshold=0.8") -> dict:

@@ -51,6 +51,14 @@ def run_command(
       kfp-lineage run specs/training.yaml --param threshold=0.95 --json
       kfp-lineage run pipelines/training.py:training --store mysql://root@127.0.0.1:3306/mlmd
       kfp-lineage run specs/training.yaml --target vertex --strict
+
+    \b
+    Exit codes:
+      0    the run succeeded
+      1    a task failed, or the runner itself failed (the run is recorded FAILED)
+      2    invalid input (spec, parameter, option, store); nothing was written
+      130  interrupted (Ctrl-C); 143 terminated (SIGTERM); 129 hung up (SIGHUP):
+           running tasks were killed and recorded CANCELED
     """
     with _common.errors_to_exit_codes():
         loaded = spec.load_pipeline(pipeline)
@@ -70,15 +78,16 @@ def run_command(
             target=target,
             strict=strict,
         )
+        # A reader that went away (`| head -5`) changes nothing: the run is recorded, its exit code stands.
         if as_json:
-            click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))
+            _common.echo_safely(json.dumps(result.to_json(), indent=2, sort_keys=True))
         else:
-            click.echo(f"{result.state} run {result.run_id}")
+            _common.echo_safely(f"{result.state} run {result.run_id}")
         if not result.succeeded:
             failed = [t for t in result.tasks.values() if t.state == "FAILED" and t.log_path]
             if failed:
-                click.echo(f"Error: task {failed[0].key} failed: {failed[0].error} (log: {failed[0].log_path})",
-                           err=True)
+                _common.echo_safely(
+                    f"Error: task {failed[0].key} failed: {failed[0].error} (log: {failed[0].log_path})", err=True)
             sys.exit(_common.EXIT_RUN_FAILED)
 
 

@@ -146,13 +146,11 @@ class TaskRunner:
         self._reporter.task_started(task.key)
         self._futures[self._pool.submit(self._handler.run, launch)] = _Running(task, execution_id, launch)
 
-    def wait(self) -> Set[concurrent.futures.Future]:
-        """Blocks until at least one attempt ended; its futures, to pass to collect.
-
-        Raises:
-            KeyboardInterrupt: the run was interrupted while waiting (nothing is lost: wait again).
-        """
-        done, _ = concurrent.futures.wait(self._futures, return_when=concurrent.futures.FIRST_COMPLETED)
+    def wait(self, timeout: Optional[float] = None) -> Set[concurrent.futures.Future]:
+        """Blocks until at least one attempt ended, or `timeout` seconds passed; the futures of the attempts that
+        ended (none after a timeout), to pass to collect."""
+        done, _ = concurrent.futures.wait(self._futures, timeout=timeout,
+                                          return_when=concurrent.futures.FIRST_COMPLETED)
         return done
 
     def collect(self, future: concurrent.futures.Future) -> Optional[FinishedTask]:

@@ -33,7 +33,9 @@ class Iteration:
 
 
 class Loop:
-    """A running ParallelFor task. Re-entrant: an iteration may end while the scheduler is still starting others."""
+    """A running ParallelFor task. The scheduler starts the iterations next_iteration gives, and reports each end
+    (iteration_done) only after it returned from starting them, so the bookkeeping is never re-entered and a loop
+    of any size is iterated, not recursed."""
 
     def __init__(self, *, name: str, key: str, component: pipeline_spec_pb2.ComponentSpec, execution_id: int,
                  display_name: str, items: Tuple[str, List[Any], bool], parameters: Dict[str, Any],
@@ -104,11 +106,16 @@ class Loop:
         return not self.finished and self._running == 0 and self._next_index >= len(self.items)
 
     def finish(self, interrupted: bool) -> Tuple[str, dataflow.Produced]:
-        """Marks the loop finished; its state (COMPLETE or FAILED) and outputs (dsl.Collected, in item order)."""
+        """Marks the loop finished; its state and outputs (dsl.Collected, in item order).
+
+        FAILED when an iteration failed; else CANCELED when the run was stopped (`interrupted`); else COMPLETE.
+        """
         self.finished = True
-        failed = interrupted or self._not_started > 0 or any(
-            state not in results.SUCCEEDED for state in self._states.values())
-        if failed:
+        if results.FAILED in self._states.values():
+            return results.FAILED, dataflow.Produced()
+        if interrupted:
+            return results.CANCELED, dataflow.Produced()
+        if self._not_started > 0 or any(state not in results.SUCCEEDED for state in self._states.values()):
             return results.FAILED, dataflow.Produced()
         produced = resolution.collect_iterations(self.component, [self._results[i] for i in sorted(self._results)])
         return results.COMPLETE, produced

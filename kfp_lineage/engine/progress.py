@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -36,11 +37,21 @@ class TextReporter(Reporter):
         self.stream = stream or sys.stderr
         self.started = time.monotonic()
         self._lock = threading.Lock()
+        self._reader_gone = False
 
     def _line(self, text: str) -> None:
+        """Writes one line. When the reader went away (`2>&1 | head -5`, a closed terminal) the run goes on
+        quietly: nothing more is written, and the stream is pointed at /dev/null so no later write or flush
+        (Python's at exit included) fails on it."""
         with self._lock:
-            self.stream.write(f"[{time.monotonic() - self.started:7.1f}s] {text}\n")
-            self.stream.flush()
+            if self._reader_gone:
+                return
+            try:
+                self.stream.write(f"[{time.monotonic() - self.started:7.1f}s] {text}\n")
+                self.stream.flush()
+            except (OSError, ValueError):  # BrokenPipeError, EIO, a closed file
+                self._reader_gone = True
+                _point_at_devnull(self.stream)
 
     def run_started(self, pipeline_name: str, run_id: str, store: str, run_root: str) -> None:
         self.started = time.monotonic()
@@ -66,3 +77,12 @@ class TextReporter(Reporter):
     def run_finished(self, state: str, duration: float, counts: dict) -> None:
         summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()) if n)
         self._line(f"run {state} in {duration:.1f} s: {summary or 'no tasks'}")
+
+
+def _point_at_devnull(stream: IO[str]) -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor (a StringIO): dropping the writes is enough
+        pass

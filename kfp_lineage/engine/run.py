@@ -11,6 +11,7 @@ from kfp.dsl import base_component
 from kfp_lineage import errors, run_ids
 from kfp_lineage.engine import results
 from kfp_lineage.engine import scheduler
+from kfp_lineage.engine import stopping
 from kfp_lineage.ir import preflight
 from kfp_lineage.ir import targets
 from kfp_lineage.engine import progress
@@ -62,10 +63,17 @@ def run_pipeline(
             constructs that target rejects are reported as warnings (ir/targets.py).
         strict: make those findings an error (TargetMismatchError) before anything is written.
 
+    While it runs (in the main thread), SIGINT, SIGTERM and SIGHUP stop the run cleanly instead of killing this
+    process: running tasks are killed and recorded CANCELED, then RunCanceled is raised. Every path leaves the
+    store consistent (no execution left RUNNING) and no task process running.
+
     Returns:
         The run's result; `result.state` is COMPLETE or FAILED (a failed task does not raise).
 
     Raises:
+        RunCanceled: a signal stopped the run (a KeyboardInterrupt; `exit_code` 130 for SIGINT, 143 for SIGTERM).
+        RunAbortedError: the runner failed on an unexpected error; the run was recorded FAILED and the message
+            names the file with the traceback.
         InvalidInputError: bad spec, arguments, options or store; raised before anything is written.
         UnsupportedFeatureError: the pipeline uses a feature the local runner cannot run.
         TargetMismatchError: with strict, the pipeline uses a construct its target rejects.
@@ -104,10 +112,12 @@ def run_pipeline(
         enable_cache=enable_cache,
         launcher=launcher,
     )
-    runner = scheduler.Scheduler(
-        loaded.spec, values, recorder.Recorder(metadata_store), options, reporter, store_label=url.redacted
-    )
-    return runner.run()
+    with stopping.stop_on_signals(stopping.StopRequest()) as stop:
+        runner = scheduler.Scheduler(
+            loaded.spec, values, recorder.Recorder(metadata_store), options, reporter, store_label=url.redacted,
+            stop=stop,
+        )
+        return runner.run()
 
 
 def _check_target(loaded: spec.LoadedPipeline, values: Mapping[str, Any], target: str, strict: bool,

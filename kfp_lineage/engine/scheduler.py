@@ -8,9 +8,11 @@ through the run's task handler from exec/), records are written by mlmd/recorder
 
 from __future__ import annotations
 
+import collections
 import os
+import signal
 import time
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Callable, Deque, Dict, Mapping, Optional
 
 from kfp.pipeline_spec import pipeline_spec_pb2
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
@@ -23,9 +25,11 @@ from kfp_lineage.engine import importer
 from kfp_lineage.engine import loops
 from kfp_lineage.engine import progress
 from kfp_lineage.engine import results
+from kfp_lineage.engine import stopping
 from kfp_lineage.engine.exec import command
 from kfp_lineage.engine.exec import factory
 from kfp_lineage.engine.exec import handler
+from kfp_lineage.engine.exec import supervision
 from kfp_lineage.ir import conditions
 from kfp_lineage.ir import dataflow
 from kfp_lineage.ir import preflight
@@ -38,6 +42,9 @@ PipelineTaskSpec = pipeline_spec_pb2.PipelineTaskSpec
 ComponentSpec = pipeline_spec_pb2.ComponentSpec
 
 _RUNS_AFTER_FAILURE = PipelineTaskSpec.TriggerPolicy.ALL_UPSTREAM_TASKS_COMPLETED
+
+# How often the scheduler looks at the stop request while it waits for tasks.
+_STOP_POLL_SECONDS = 0.2
 
 # The old import path of the public result types, kept for one release.
 RunOptions, TaskResult, RunResult = results.RunOptions, results.TaskResult, results.RunResult
@@ -54,7 +61,9 @@ class Scheduler:
         options: results.RunOptions,
         reporter: progress.Reporter,
         store_label: str,
+        stop: Optional[stopping.StopRequest] = None,
     ):
+        """`stop` is polled while the run goes (see stopping.stop_on_signals); None: only an error stops it."""
         factory.check_handler_name(options.launcher)  # refused before anything is written
         self.spec = pipeline_spec
         self.deployment = preflight.deployment_config(pipeline_spec)
@@ -67,73 +76,60 @@ class Scheduler:
         self.run_root = os.path.join(options.pipeline_root, self.pipeline_name, options.run_id)
         self.scratch_root = os.path.join(self.run_root, ".kfp-lineage")
         self._task_results: Dict[str, results.TaskResult] = {}
-        self._processes = handler.RunningProcesses()
+        self._processes = supervision.ReapedProcesses()  # no task outlives this runner, even a SIGKILLed one
         self._contexts: Optional[recorder.RunContexts] = None
         self._cache: Optional[cache_hits.CacheHits] = None
         self._tasks: Optional[container_tasks.TaskRunner] = None
+        self._tasks_closed = False
+        self._stop = stop or stopping.StopRequest()
         self._root_result: Optional[results.TaskResult] = None
+        self._steps: Deque[Callable[[], None]] = collections.deque()
+        self._stepping = False
 
     @property
     def _interrupted(self) -> bool:
-        return self._processes.canceled
+        """Whether the run is being stopped (a stop request, or its processes canceled): nothing new starts."""
+        return self._stop.requested or self._processes.canceled
 
     def run(self) -> results.RunResult:
         """Runs every task and records the run; returns when the root DAG is final.
 
+        The run ends consistent on every path: each execution it created and its run context are final (no
+        RUNNING left), and no task process is left running.
+
         Raises:
-            KeyboardInterrupt: after an interrupt, once every execution has a final state.
+            RunCanceled: the stop request was set (SIGINT, SIGTERM): running tasks were killed and recorded
+                CANCELED, the unfinished DAGs and the run CANCELED. Raised before anything is written when the
+                request came before the run started.
+            RunAbortedError: the runner itself failed (a bug, a store error that is not transient): running tasks
+                were killed, every RUNNING execution was recorded FAILED with a failure_reason and the run FAILED;
+                the message names the file holding the traceback. A LineageError is raised as itself instead.
+            InvalidInputError: the run id is already recorded, or its directory is in use by a live runner
+                (nothing was written).
         """
+        if self._stop.requested:
+            raise errors.RunCanceled(self._stop.signal_number)
         started = time.monotonic()
-        self._contexts = self.recorder.begin_run(self.pipeline_name, self.options.run_id, self.run_root)
-        for dead in recovery.recover(self.recorder.store, pipeline_context=self._contexts.pipeline):
-            self.reporter.warn(f"run {dead.run_id} was left unfinished by a killed runner: marked its "
-                               f"{dead.executions_failed} running executions FAILED")
-        os.makedirs(self.scratch_root, exist_ok=True)
-        task_env = dict(self.options.env)
-        task_env["PATH"] = command.python_shim_dir(self.scratch_root) + os.pathsep + task_env.get("PATH", os.defpath)
-        task_env["PYTHONUNBUFFERED"] = "1"
-        self._cache = cache_hits.CacheHits(self.recorder, self._contexts, self.reporter, self.options.enable_cache)
-        self.reporter.run_started(self.pipeline_name, self.options.run_id, self.store_label, self.run_root)
-        root_execution = self.recorder.create_execution(
-            self._contexts,
-            vocabulary.DAG_EXECUTION_TYPE,
-            {vocabulary.DISPLAY_NAME: "", vocabulary.TASK_NAME: "", vocabulary.INPUTS: self.arguments},
-            name=f"run/{self.options.run_id}",
-        )
-        root = frames.Frame(
-            key="", component=self.spec.root, execution_id=root_execution, parameters=dict(self.arguments),
-            artifacts={}, on_done=self._root_done,
-        )
-        task_handler = factory.create_handler(
-            self.options.launcher, handler.HandlerContext(task_env, self.scratch_root, self._processes))
-        self._tasks = container_tasks.TaskRunner(
-            task_handler=task_handler, processes=self._processes, record=self.recorder, contexts=self._contexts,
-            reporter=self.reporter, options=self.options, pipeline_name=self.pipeline_name, run_root=self.run_root,
-            scratch_root=self.scratch_root, task_env=task_env, arguments=self.arguments,
-        )
+        # Held until the run is final in the store: while it is held, `recover` knows this runner is alive.
+        runner_lock = recovery.hold_runner_lock(self.run_root)
         try:
-            self._advance(root)
-            self._start_ready_tasks()
-            while self._tasks.busy:
-                try:
-                    done = self._tasks.wait()
-                except KeyboardInterrupt:
-                    # Stop every running task, start nothing new, and keep draining so each execution and DAG
-                    # still gets a final state; then let the interrupt through.
-                    self._processes.cancel_all()
-                    self.reporter.warn("interrupted: stopping running tasks")
-                    continue
-                for future in done:
-                    finished = self._tasks.collect(future)
-                    if finished is not None:
-                        self._container_done(finished)
-                self._start_ready_tasks()
+            self._contexts = self.recorder.begin_run(self.pipeline_name, self.options.run_id, self.run_root)
+        except BaseException:
+            runner_lock.discard()
+            raise
+        try:
+            root_execution = self._start_root()
+            self._drive()
+            self._close_tasks()
+            root_result = self._root_result or results.TaskResult("", results.FAILED, root_execution)
+            stopped = self._stop.requested or self._processes.canceled
+            self.recorder.finish_run(self._contexts, vocabulary.RUNNER_CANCELED if stopped else root_result.state)
+        except BaseException as error:
+            raise self._abort(error) from error
         finally:
-            self._tasks.close()
-        root_result = self._root_result or results.TaskResult("", results.FAILED, root_execution)
-        self.recorder.finish_run(self._contexts, results.FAILED if self._interrupted else root_result.state)
-        if self._interrupted:
-            raise KeyboardInterrupt
+            runner_lock.release()
+        if stopped:
+            raise errors.RunCanceled(self._stop.signal_number or signal.SIGINT)
         counts: Dict[str, int] = {}
         for task in self._task_results.values():
             counts[task.state] = counts.get(task.state, 0) + 1
@@ -151,6 +147,113 @@ class Scheduler:
             tasks=self._task_results,
             outputs=root_result.outputs,
         )
+
+    def _start_root(self) -> int:
+        """Closes earlier runs of this pipeline whose runner died, makes the run's task handler, records the root
+        DAG and starts every task that is ready; the root DAG's execution id."""
+        for dead in self.recorder.recover_dead_runs(self._contexts.pipeline):
+            self.reporter.warn(f"run {dead.run_id} was left unfinished by a killed runner: marked its "
+                               f"{dead.executions_failed} running executions FAILED")
+        os.makedirs(self.scratch_root, exist_ok=True)
+        task_env = dict(self.options.env)
+        task_env["PATH"] = command.python_shim_dir(self.scratch_root) + os.pathsep + task_env.get("PATH", os.defpath)
+        task_env["PYTHONUNBUFFERED"] = "1"
+        self._cache = cache_hits.CacheHits(self.recorder, self._contexts, self.reporter, self.options.enable_cache)
+        self.reporter.run_started(self.pipeline_name, self.options.run_id, self.store_label, self.run_root)
+        task_handler = factory.create_handler(
+            self.options.launcher, handler.HandlerContext(task_env, self.scratch_root, self._processes))
+        self._tasks = container_tasks.TaskRunner(
+            task_handler=task_handler, processes=self._processes, record=self.recorder, contexts=self._contexts,
+            reporter=self.reporter, options=self.options, pipeline_name=self.pipeline_name, run_root=self.run_root,
+            scratch_root=self.scratch_root, task_env=task_env, arguments=self.arguments,
+        )
+        root_execution = self.recorder.create_execution(
+            self._contexts,
+            vocabulary.DAG_EXECUTION_TYPE,
+            {vocabulary.DISPLAY_NAME: "", vocabulary.TASK_NAME: "", vocabulary.INPUTS: self.arguments},
+            name=f"run/{self.options.run_id}",
+        )
+        root = frames.Frame(
+            key="", component=self.spec.root, execution_id=root_execution, parameters=dict(self.arguments),
+            artifacts={}, on_done=self._root_done,
+        )
+        self._step(lambda: self._advance(root))
+        self._step(self._start_ready_tasks)
+        return root_execution
+
+    def _drive(self) -> None:
+        """Waits for running tasks and moves the run on as each ends, until none runs.
+
+        A stop request kills every running task and starts nothing new; the loop then keeps collecting, so each
+        execution and DAG still gets a final state. The request is polled (a signal handler only sets it), so a
+        signal never lands in the middle of a store write.
+        """
+        while self._tasks.busy:
+            if self._stop.requested and not self._processes.canceled:
+                self._processes.cancel_all()
+                self.reporter.warn(f"{stopping.describe_signal(self._stop.signal_number)}: stopping running tasks")
+            for future in self._tasks.wait(timeout=_STOP_POLL_SECONDS):
+                finished = self._tasks.collect(future)
+                if finished is not None:
+                    self._step(lambda finished=finished: self._container_done(finished))
+            self._step(self._start_ready_tasks)
+
+    def _close_tasks(self) -> None:
+        """Waits for the task threads, closes the task handler and lets the reaper go (once)."""
+        if self._tasks_closed:
+            return
+        self._tasks_closed = True
+        try:
+            if self._tasks is not None:
+                self._tasks.close()
+        finally:
+            self._processes.close()
+
+    def _abort(self, error: BaseException) -> BaseException:
+        """Ends a run the scheduler cannot finish: kills its running tasks, waits for them, and closes its records
+        (every RUNNING execution FAILED, or CANCELED after an interrupt, with a failure_reason; the run context
+        final). Returns the exception to raise: RunCanceled for an interrupt, the error itself for a LineageError,
+        else RunAbortedError naming the file with the traceback."""
+        self._processes.cancel_all()
+        try:
+            self._close_tasks()
+        except Exception:  # noqa: BLE001 - the processes are killed; the records matter more now
+            pass
+        if isinstance(error, KeyboardInterrupt):
+            state, reason = vocabulary.RUNNER_CANCELED, "the run was interrupted"
+            raised: BaseException = errors.RunCanceled(getattr(error, "signal_number", signal.SIGINT))
+        else:
+            log_path = stopping.write_traceback(self.scratch_root, error)
+            summary = stopping.summarize_error(error)
+            state, reason = vocabulary.RUNNER_FAILED, f"the runner stopped on an error: {summary}"
+            raised = error if isinstance(error, (errors.LineageError, SystemExit)) else errors.RunAbortedError(
+                f"the runner stopped on an unexpected error: {summary}; its running tasks were stopped and the run "
+                f"was recorded FAILED" + (f" (traceback: {log_path})" if log_path else ""))
+        try:
+            self.recorder.close_run(self._contexts, reason, state)
+        except Exception as close_error:  # noqa: BLE001 - the store is what failed: leave it to `recover`
+            self.reporter.warn(f"could not close the run in the store ({stopping.summarize_error(close_error)}): run "
+                               f"`kfp-lineage recover` once the store is reachable")
+        return raised
+
+    def _step(self, action: Callable[[], None]) -> None:
+        """Runs `action`, then every action queued while it ran, one after another.
+
+        A DAG that finishes queues its on_done here instead of calling it (see _finish_frame), so the tasks of a
+        DAG that all end at once (a cached rerun of a 300-item loop, iterations skipped by a false condition) are
+        handled in a loop: the stack grows with the pipeline's nesting, never with how many tasks end together.
+        Every entry into the DAG logic from run() goes through here.
+        """
+        self._steps.append(action)
+        if self._stepping:
+            return
+        self._stepping = True
+        try:
+            while self._steps:
+                self._steps.popleft()()
+        finally:
+            self._stepping = False
+            self._steps.clear()
 
     # DAGs ---------------------------------------------------------------------------------------------------------
 
@@ -279,22 +382,28 @@ class Scheduler:
         self._root_result = results.TaskResult("", state, None, results.outputs_json(produced), duration, error)
 
     def _finish_frame(self, frame: frames.Frame) -> None:
-        """Publishes a DAG whose children are all final, then calls its on_done."""
+        """Publishes a DAG whose children are all final, then queues its on_done (see _step)."""
         frame.finished = True
-        failed = self._interrupted or any(
-            state in (results.FAILED, results.NOT_RUN) for state in frame.states.values())
+        states = set(frame.states.values())
         produced, error = dataflow.Produced(), ""
-        if not failed:
+        if results.FAILED in states:
+            state = results.FAILED
+        elif self._interrupted:  # tasks killed or never started because the run was stopped
+            state = results.CANCELED
+        elif results.NOT_RUN in states:
+            state = results.FAILED
+        else:
+            state = results.COMPLETE
             produced = resolution.resolve_dag_outputs(frame.component, frame.outputs)
-        state = results.FAILED if failed else results.COMPLETE
-        if failed:  # name the first failed task, for exit handlers' PipelineTaskFinalStatus
+        if state == results.FAILED:  # name the first failed task, for exit handlers' PipelineTaskFinalStatus
             error = next((f"{name}: {status.error}" for name, status in frame.final_statuses.items()
                           if status.state == results.FAILED and status.error), "")
         # Only the root records its outputs (ours: the run's answer); the backend never publishes a DAG's outputs.
         is_root = frame.key == ""
         properties = {vocabulary.OUTPUTS: produced.parameters} if produced.parameters and is_root else {}
         self.recorder.publish_execution(self._contexts, frame.execution_id, results.MLMD_STATE[state], properties)
-        frame.on_done(state, produced, time.monotonic() - frame.started, error)
+        duration = time.monotonic() - frame.started
+        self._step(lambda: frame.on_done(state, produced, duration, error))
 
     def _set_final(
         self,
@@ -320,8 +429,9 @@ class Scheduler:
     # Loops --------------------------------------------------------------------------------------------------------
 
     def _advance_loop(self, frame: frames.Frame, loop: loops.Loop) -> None:
-        """Starts the loop's iterations it allows now, each a DAG execution and frame; finishes the loop (once,
-        though an iteration that ends while it starts re-enters here) when every iteration ended."""
+        """Starts the loop's iterations it allows now, each a DAG execution and frame; finishes the loop when every
+        iteration ended. An iteration that ends at once (nothing to run) is reported through _step after this
+        returns, so starting 300 such iterations is a loop here, not a recursion."""
         while (iteration := loop.next_iteration(self._interrupted)) is not None:
             execution_id = self.recorder.create_execution(
                 self._contexts, vocabulary.DAG_EXECUTION_TYPE, iteration.properties, input_artifacts=iteration.input_ids
@@ -372,3 +482,4 @@ class Scheduler:
         self._set_final(frame, name, finished.state, finished.execution_id, results.outputs_json(finished.produced),
                         finished.duration, finished.error, finished.log_path, finished.attempts)
         self._advance(frame)
+

@@ -15,6 +15,7 @@ from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from kfp_lineage import errors
 from kfp_lineage import redaction
+from kfp_lineage.mlmd import recovery
 from kfp_lineage.mlmd import store as store_module
 from kfp_lineage.mlmd import vocabulary
 
@@ -112,6 +113,19 @@ class Recorder:
             [context] = self.store.get_contexts_by_id([contexts.run.id])
             context.custom_properties[vocabulary.RUNNER_STATE].string_value = state
             _retry_transient(self.store.put_contexts, [context])
+
+    def close_run(self, contexts: RunContexts, reason: str, runner_state: str = vocabulary.RUNNER_FAILED) -> int:
+        """Closes a run its runner cannot finish (it stopped on an error): every execution still RUNNING becomes
+        FAILED (CANCELED when `runner_state` is CANCELED) with `failure_reason` = `reason`, and the run context
+        gets `runner_state`. Under the recorder's
+        lock, so no write of this process's other threads interleaves. Returns how many executions it closed."""
+        with self._lock:
+            return recovery.close_run(self.store, contexts.run, reason, runner_state).executions_failed
+
+    def recover_dead_runs(self, pipeline_context: mlmd_pb.Context) -> List[recovery.RecoveredRun]:
+        """Closes the runs of this pipeline whose runner died (recovery.recover), under the recorder's lock."""
+        with self._lock:
+            return recovery.recover(self.store, pipeline_context=pipeline_context)
 
     def _get_or_create_context(
         self, type_id: int, type_name: str, name: str, properties: Mapping[str, Any]

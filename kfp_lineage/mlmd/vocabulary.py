@@ -88,6 +88,7 @@ LOCAL_NAMESPACE = "local"
 RUN_RESOURCE_NAME = "run-resource"
 LOCAL_STORE_SESSION_INFO = json.dumps({"Provider": "local", "Params": {}}, separators=(",", ":"))
 RUNNER_RUNNING, RUNNER_COMPLETE, RUNNER_FAILED = "RUNNING", "COMPLETE", "FAILED"  # values of RUNNER_STATE
+RUNNER_CANCELED = "CANCELED"  # a value of RUNNER_STATE: a signal stopped the runner, which then closed the run
 
 _ROOT_NAME_PREFIX = "run/"
 

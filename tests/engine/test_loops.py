@@ -4,10 +4,13 @@ import collections
 from typing import Counter
 
 from kfp import dsl
+from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from kfp_lineage.engine import progress
 from kfp_lineage.engine import run as run_module
+from tests import conftest
 from tests.fixtures import pipelines
+from tests.mlmd_view import RunView
 
 
 class _FinishedCounter(progress.Reporter):
@@ -31,6 +34,37 @@ def loop_of_skipped_iterations(mode: str = "fast"):
 def loop_of_echoes():
     with dsl.ParallelFor(["a", "b", "c"]) as text:
         pipelines.echo(text=text)
+
+
+@dsl.pipeline(name="wide-loop")
+def wide_loop(items: list):
+    with dsl.ParallelFor(items) as item:
+        with dsl.If(item == "run"):
+            pipelines.echo(text="same")  # one fingerprint for every iteration: one earlier run caches them all
+
+
+def test_a_300_item_loop_whose_iterations_all_end_at_once_iterates_instead_of_recursing(tmp_path, sqlite_url):
+    # Every iteration ends while the loop is being started: 190 skipped by their condition, 110 served from the
+    # cache. Reporting each end from inside the start of the next used to recurse until RecursionError, leaving
+    # the root, the loop and the run context RUNNING.
+    root = str(tmp_path / "root")
+    seed = run_module.run_pipeline(wide_loop, {"items": ["run"]}, store=sqlite_url, pipeline_root=root)
+    assert seed.state == "COMPLETE"
+    reporter = _FinishedCounter()
+    items = ["skip"] * 190 + ["run"] * 110
+    result = run_module.run_pipeline(wide_loop, {"items": items}, store=sqlite_url, pipeline_root=root,
+                                     run_id="wide", reporter=reporter)
+    assert result.state == "COMPLETE"
+    [loop] = [key for key in result.tasks if "/" not in key]
+    assert reporter.finished[loop] == 1 and max(reporter.finished.values()) == 1
+    iterations = [result.tasks[f"{loop}/iteration-{i}"].state for i in range(300)]
+    assert iterations == ["COMPLETE"] * 300
+    echoes = [task.state for key, task in result.tasks.items() if key.endswith("/echo")]
+    assert echoes == ["CACHED"] * 110
+    view = RunView(conftest.open_store(sqlite_url), "wide")
+    assert not [e.id for e in view.executions if e.last_known_state == mlmd_pb.Execution.RUNNING]
+    assert view.state("") == "COMPLETE" and view.state(loop) == "COMPLETE"
+    assert view.run_context.custom_properties["runner_state"].string_value == "COMPLETE"
 
 
 def test_a_loop_whose_iterations_finish_at_once_is_finished_once(tmp_path, sqlite_url):

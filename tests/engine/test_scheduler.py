@@ -264,3 +264,49 @@ def test_an_output_moved_outside_the_run_directory_fails_the_task(tmp_path, sqli
     view = RunView(conftest.open_store(sqlite_url), "escape")
     assert view.outputs("write-elsewhere") == {}
     assert view.store.get_artifacts() == []
+
+
+def test_a_bug_in_the_scheduler_kills_running_tasks_and_closes_the_run(tmp_path, sqlite_url, monkeypatch):
+    from kfp_lineage import errors
+    from kfp_lineage.engine import scheduler
+    from tests.reliability import faults
+
+    def _container_done(self, finished):  # a bug: unbounded recursion, as the ParallelFor bookkeeping once had
+        return _container_done(self, finished)
+
+    monkeypatch.setattr(scheduler.Scheduler, "_container_done", _container_done)
+    marker = tmp_path / "started"
+    with pytest.raises(errors.RunAbortedError, match=r"^the runner stopped on an unexpected error: RecursionError: "
+                       r"maximum recursion depth exceeded; its running tasks were stopped and the run was "
+                       r"recorded FAILED \(traceback: .*runner-error.log\)$"):
+        run(faults.slow_and_quick, tmp_path, sqlite_url, arguments={"marker": str(marker)}, run_id="buggy")
+    view = RunView(conftest.open_store(sqlite_url), "buggy")
+    assert view.state("sleep-and-mark") == "FAILED"  # killed while it slept, closed by the runner
+    assert view.prop("sleep-and-mark", "failure_reason").startswith("the runner stopped on an error: RecursionError")
+    assert view.state("") == "FAILED"
+    assert view.run_context.custom_properties["runner_state"].string_value == "FAILED"
+    assert not [e.id for e in view.executions if e.last_known_state == mlmd_pb.Execution.RUNNING]
+    for pid in map(int, marker.read_text().split()):  # the task and its child: killed, as a group
+        assert not _alive(pid)
+
+
+def _alive(pid: int, timeout: float = 5.0) -> bool:
+    """Whether a process still runs after `timeout` (a zombie waiting for its parent to reap it does not)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.isdir("/proc"):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                        return False
+            except FileNotFoundError:
+                return False
+        else:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+        time.sleep(0.05)
+    return True

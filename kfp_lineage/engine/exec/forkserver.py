@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import traceback
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 # The marker the compiled lightweight-component program carries; see kfp/dsl/component_factory.py.
 _PROGRAM_MARKERS = ("kfp.dsl.executor_main", "ephemeral_component.py", "--component_module_path")
@@ -41,12 +41,35 @@ def python_task_arguments(argv: Sequence[str]) -> Optional[List[str]]:
 # Server side -------------------------------------------------------------------------------------------------------
 
 
-def _run_child(request: Mapping[str, Any], protocol_fds: Sequence[int], ready_fd: int) -> None:
+def _parent_death_signal() -> Optional[Callable[[int], int]]:
+    """Linux's prctl(PR_SET_PDEATHSIG, signal) as a function of the signal, loaded once by the server so that a
+    child only calls it; None elsewhere (macOS) or when libc cannot be loaded."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda signal_number: prctl(_PR_SET_PDEATHSIG, signal_number, 0, 0, 0)
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _run_child(request: Mapping[str, Any], protocol_fds: Sequence[int], ready_fd: int,
+               die_with_server: Optional[Callable[[int], int]], server_pid: int) -> None:
     """In the forked child: become the task, run the component, and never return. Closing `ready_fd` tells the
-    server the child leads its own session (and process group)."""
+    server the child leads its own session (and process group). On Linux the child is SIGKILLed if the server
+    dies (the server kills whole task groups when the runner dies; this covers the server dying abruptly)."""
     code = 1
     try:
         os.setsid()
+        if die_with_server is not None:
+            die_with_server(signal.SIGKILL)
+            if os.getppid() != server_pid:  # the server died before the call took effect
+                os._exit(1)
         os.close(ready_fd)
         signal.set_wakeup_fd(-1)
         for fd in protocol_fds:
@@ -96,9 +119,17 @@ def _run_child(request: Mapping[str, Any], protocol_fds: Sequence[int], ready_fd
 
 
 def serve() -> None:
-    """The server loop: fork a child per request line, report pids and exit codes, stop at end of input."""
+    """The server loop: fork a child per request line, report pids and exit codes, stop at end of input.
+
+    End of input with children still running means the runner died (a runner closes the server only once its
+    tasks ended): the server kills each child's process group, reaps them and exits, so no task outlives its
+    runner. The pipe's write end lives only in the runner, so this holds however the runner died.
+    """
     os.environ["_KFP_RUNTIME"] = "true"  # import kfp the light way, as a task does
     from kfp.dsl import executor_main  # noqa: F401  (warm the import once; children inherit it)
+
+    die_with_server = _parent_death_signal()
+    server_pid = os.getpid()
 
     requests_in = sys.stdin.buffer
     replies_fd = os.dup(1)
@@ -114,7 +145,10 @@ def serve() -> None:
     open_input = True
 
     def reply(message: Mapping[str, Any]) -> None:
-        os.write(replies_fd, (json.dumps(message) + "\n").encode())
+        try:
+            os.write(replies_fd, (json.dumps(message) + "\n").encode())
+        except BrokenPipeError:  # the runner is gone; its children are being killed
+            pass
 
     while open_input or children:
         for key, _ in selector.select(timeout=1.0):
@@ -123,6 +157,11 @@ def serve() -> None:
                 if not chunk:
                     open_input = False
                     selector.unregister(requests_in)
+                    for pid in children:  # each child leads its task's process group
+                        try:
+                            os.killpg(pid, signal.SIGKILL)
+                        except (ProcessLookupError, PermissionError):
+                            pass
                     continue
                 pending += chunk
                 while b"\n" in pending:
@@ -133,7 +172,8 @@ def serve() -> None:
                     ready_read, ready_write = os.pipe()
                     pid = os.fork()
                     if pid == 0:
-                        _run_child(request, (replies_fd, wake_read, wake_write, ready_read), ready_write)
+                        _run_child(request, (replies_fd, wake_read, wake_write, ready_read), ready_write,
+                                   die_with_server, server_pid)
                     os.close(ready_write)
                     # Reply only once the child has its own process group: killing the group at once (a run
                     # interrupted as the task starts, a short timeout) would otherwise miss it.
@@ -163,6 +203,9 @@ def serve() -> None:
 
 class ForkedProcess:
     """A task process forked by the server; quacks like subprocess.Popen for wait() and pid."""
+
+    # The server kills its children's groups when the runner dies (see serve): no reaper needed for them.
+    dies_with_runner = True
 
     def __init__(self, command: List[str]):
         self.args = command

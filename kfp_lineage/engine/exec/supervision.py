@@ -19,9 +19,36 @@ from kfp_lineage import redaction
 from kfp_lineage.engine.exec import command
 from kfp_lineage.engine.exec import handler
 from kfp_lineage.engine.exec import outputs
+from kfp_lineage.engine.exec import reaper
 
 # start(argv, launch, log) -> a started process: argv resolved (pip prefix removed), log open for appending.
 StartProcess = Callable[[List[str], handler.TaskLaunch, BinaryIO], handler.TaskProcess]
+
+
+class ReapedProcesses(handler.RunningProcesses):
+    """The run's RunningProcesses, whose every task process group a reaper process kills if the runner dies
+    without ending it (reaper.py): no task outlives its runner, whichever handler started it. A process that
+    says it `dies_with_runner` (a fork server's child: the server kills it) is left to that; the reaper, which
+    costs a process start, starts only for the others. Close at the end of the run, once every task ended."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._reaper = reaper.Reaper()
+
+    def add(self, process: handler.TaskProcess) -> bool:
+        added = super().add(process)
+        if added and not getattr(process, "dies_with_runner", False):
+            self._reaper.watch(process.pid)
+        return added
+
+    def discard(self, process: handler.TaskProcess) -> None:
+        super().discard(process)
+        if not getattr(process, "dies_with_runner", False):
+            self._reaper.unwatch(process.pid)
+
+    def close(self) -> None:
+        """Lets the reaper exit."""
+        self._reaper.close()
 
 
 def run_process_task(launch: handler.TaskLaunch, processes: handler.RunningProcesses,
@@ -56,6 +83,9 @@ def run_process_task(launch: handler.TaskLaunch, processes: handler.RunningProce
         processes.add(process)
         try:
             returncode = process.wait(timeout=launch.timeout)
+            # What the task left running in its group dies with it, as a container's processes die with its main
+            # process. The group's id stays reserved while any member lives, so this cannot reach anyone else.
+            handler.signal_group(process, signal.SIGKILL)
         except subprocess.TimeoutExpired:
             _kill_process_group(process)
             return handler.TaskOutcome(

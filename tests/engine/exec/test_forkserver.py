@@ -81,3 +81,84 @@ def test_an_unknown_launcher_is_refused(tmp_path, sqlite_url):
 
     with pytest.raises(errors.InvalidInputError, match="launcher 'threads' is not known"):
         run_module.run_pipeline(pipelines.linear, store=sqlite_url, launcher="threads")
+
+
+def _fork_task(tmp_path, marker):
+    """A ForkHandler and a future running faults.sleep_and_mark in it, once the task and its child started."""
+    import concurrent.futures
+    import time
+
+    from kfp_lineage.engine.exec import fork_handler
+    from kfp_lineage.engine.exec import handler
+    from tests.engine.exec.test_handlers import _launch
+    from tests.reliability import faults
+
+    context = handler.HandlerContext(env=dict(os.environ), scratch_root=str(tmp_path / "scratch"),
+                                     processes=handler.RunningProcesses())
+    fork = fork_handler.ForkHandler(context)
+    launch = _launch(tmp_path, faults.slow_and_quick, "comp-sleep-and-mark", {"seconds": 60.0, "marker": str(marker)})
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    future = pool.submit(fork.run, launch)
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert time.monotonic() < deadline and not future.done(), "the task never started"
+        time.sleep(0.05)
+    pool.shutdown(wait=False)
+    return fork, future, [int(pid) for pid in marker.read_text().split()]
+
+
+def test_a_fork_server_whose_runner_is_gone_kills_its_tasks_and_exits(tmp_path):
+    from tests.engine.test_scheduler import _alive
+
+    fork, future, pids = _fork_task(tmp_path, tmp_path / "started")
+    server = fork._server._process
+    server.stdin.close()  # what a dead runner looks like from the server: the end of its requests
+    outcome = future.result(timeout=30)
+    assert server.wait(timeout=10) is not None
+    assert not outcome.succeeded and outcome.error.startswith("killed by signal 9")
+    assert not any(_alive(pid) for pid in pids)
+    fork.close()
+
+
+def test_a_task_dies_when_its_fork_server_is_killed(tmp_path):
+    import signal
+
+    from tests.engine.test_scheduler import _alive
+
+    fork, future, pids = _fork_task(tmp_path, tmp_path / "started")
+    os.kill(fork._server._process.pid, signal.SIGKILL)
+    outcome = future.result(timeout=30)
+    assert not outcome.succeeded
+    assert not any(_alive(pid) for pid in pids)  # the task (parent-death signal) and its child (its group)
+    fork.close()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="the parent-death signal is Linux's")
+def test_a_forked_child_gets_the_parent_death_signal(tmp_path):
+    # Straight through the server (no handler that would kill the group): the kernel kills the child itself.
+    import signal
+    import time
+
+    from kfp_lineage.engine.exec import command
+    from tests.engine.exec.test_handlers import _launch
+    from tests.engine.test_scheduler import _alive
+    from tests.reliability import faults
+
+    marker = tmp_path / "started"
+    launch = _launch(tmp_path, faults.slow_and_quick, "comp-sleep-and-mark", {"seconds": 60.0, "marker": str(marker)})
+    os.makedirs(os.path.join(launch.scratch_dir, "outputs"), exist_ok=True)
+    argv, _ = command.build_command(launch)
+    server = forkserver.ForkServer(env=launch.env)
+    child = server.spawn(forkserver.python_task_arguments(argv), log_path=launch.log_path, cwd=launch.cwd,
+                         env=launch.env, scratch_dir=launch.scratch_dir)
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(server._process.pid, signal.SIGKILL)
+    assert not _alive(child.pid)
+    try:  # its own child is not the kernel's business: clean up
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    server.close()
