@@ -1,6 +1,7 @@
 """The two readers: the SQL reader returns exactly what ml-metadata returns, is chosen for SQLite and never
 writes; server stores are read through ml-metadata; the benchmark's store and baselines agree with the queries."""
 
+import importlib.metadata
 import os
 import shutil
 import sqlite3
@@ -87,6 +88,11 @@ def test_server_stores_are_read_through_ml_metadata(kind):
     assert [r.run_id for r in lineage_runs.list_runs(store)] == ["r1"]
 
 
+# get_lineage_subgraph takes its start as a filter_query, which ml-metadata 1.21 removed (ZetaSQL): that baseline
+# exists on the legacy stack only.
+_SUBGRAPH = tuple(int(p) for p in importlib.metadata.version("ml-metadata").split(".")[:2]) < (1, 21)
+
+
 def test_the_synthetic_store_and_the_benchmark_baselines_agree_with_the_queries(tmp_path):
     from bench import bench_queries, synthetic_store
 
@@ -102,16 +108,18 @@ def test_the_synthetic_store_and_the_benchmark_baselines_agree_with_the_queries(
         assert set(graph.artifacts) == artifacts
         # The naive walk also meets the cache hits that re-used the model, and the condition DAG that passed it on.
         assert set(graph.executions) == {e for e in executions if kind(store, e) == "task"}
-        sub_artifacts, _ = bench_queries.subgraph_trace(store, model)
-        assert set(graph.artifacts) <= sub_artifacts
+        if _SUBGRAPH:
+            sub_artifacts, _ = bench_queries.subgraph_trace(store, model)
+            assert set(graph.artifacts) <= sub_artifacts
     for source in summary.sources:
         graph = walk.impact(store, source, full=True)
         artifacts, executions = bench_queries.naive_impact(store, source, runs=False)
         assert set(graph.artifacts) == artifacts
         assert set(graph.executions) == {e for e in executions if kind(store, e) != "dag"}
         assert as_json(walk.impact(store, source)) == as_json(walk.impact(store, source, sql=False))
-        sub_artifacts, _ = bench_queries.lineage_subgraph(store, source, 2, 40)  # DOWNSTREAM
-        assert sub_artifacts == artifacts
+        if _SUBGRAPH:
+            sub_artifacts, _ = bench_queries.lineage_subgraph(store, source, 2, 40)  # DOWNSTREAM
+            assert sub_artifacts == artifacts
 
 
 def kind(store, execution_id):

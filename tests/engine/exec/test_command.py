@@ -1,5 +1,6 @@
 """A task's command: the compiled pip prefix is split off and checked, never run; python3 is this interpreter."""
 
+import importlib.metadata
 import sys
 
 from kfp import compiler
@@ -21,7 +22,9 @@ def _container(tmp_path, component_name="comp-make-dataset"):
 def test_split_pip_prefix_finds_requirements_and_the_program(tmp_path):
     container = _container(tmp_path)
     prefix = requirements.split_pip_prefix(list(container["command"]))
-    assert prefix.requirements == ("kfp==2.13.0", 'typing-extensions>=3.7.4,<5; python_version<"3.9"')
+    # The compiler pins the kfp that compiled the spec: 2.13.0 on the legacy stack, 2.17.3 on the current one.
+    assert f"kfp=={importlib.metadata.version('kfp')}" in prefix.requirements
+    assert 'typing-extensions>=3.7.4,<5; python_version<"3.9"' in prefix.requirements
     assert prefix.command[:2] == ("sh", "-ec")
     assert "pip install" not in " ".join(prefix.command)
 
@@ -31,11 +34,12 @@ def test_command_without_pip_prefix_is_left_alone():
 
 
 def test_check_requirements_reports_missing_and_mismatched_but_skips_false_markers():
+    installed = importlib.metadata.version("kfp")
     problems = requirements.check_requirements(
-        ["kfp==2.13.0", "kfp==1.0.0", "surely-not-installed-pkg==1.0", 'pytest>=1; python_version<"3"']
+        [f"kfp=={installed}", "kfp==1.0.0", "surely-not-installed-pkg==1.0", 'pytest>=1; python_version<"3"']
     )
     assert [p.describe() for p in problems] == [
-        "kfp==1.0.0 (installed: 2.13.0)",
+        f"kfp==1.0.0 (installed: {installed})",
         "surely-not-installed-pkg==1.0 (not installed)",
     ]
 
