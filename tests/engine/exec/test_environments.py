@@ -393,7 +393,7 @@ def test_current_mode_refuses_a_missing_package_and_warns_about_another_version(
 
 def test_pip_options_that_cannot_apply_are_named_once():
     command = ("sh", "-c", "pip install --quiet -r extra.txt --target /opt/x kfpl-probe && \"$0\" \"$@\"", "prog")
-    task = environment_plan.TaskRequest("train", "exec-train", "python:3.11", command)
+    task = environment_plan.TaskRequest("train", "exec-train", f"python:{RUNNER.version}", command)
     plan = environment_plan.plan_environments([task], "isolated")
     assert plan.notices == ("task 'train': pip options -r extra.txt, --target /opt/x cannot apply outside its image; "
                             "ignored in its environment",)
