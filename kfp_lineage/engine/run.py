@@ -13,6 +13,9 @@ from kfp_lineage.engine import results
 from kfp_lineage.engine import scheduler
 from kfp_lineage.ir import preflight
 from kfp_lineage.engine import progress
+from kfp_lineage.engine import task_environments
+from kfp_lineage.engine.exec import environment_plan
+from kfp_lineage.engine.exec import environments
 from kfp_lineage.engine.exec import factory
 from kfp_lineage.mlmd import recorder
 from kfp_lineage.ir import spec
@@ -37,6 +40,8 @@ def run_pipeline(
     reporter: Optional[progress.Reporter] = None,
     env: Optional[Mapping[str, str]] = None,
     cwd: Optional[str] = None,
+    task_env: Optional[str] = None,
+    env_cache: Optional[str] = None,
 ) -> results.RunResult:
     """Runs a compiled pipeline on this machine and records its lineage in an ml-metadata store.
 
@@ -55,12 +60,20 @@ def run_pipeline(
         reporter: receives progress events; None reports nothing.
         env: the tasks' environment; None means this process's environment.
         cwd: the tasks' working directory; None means this process's.
+        task_env: where tasks with a pip prefix run: "auto" (the runner's environment when it meets the task's
+            requirements and image Python exactly, else an isolated environment built for them), "isolated"
+            (always an isolated one) or "current" (always the runner's; a missing package is refused); None
+            reads KFP_LINEAGE_TASK_ENV, else "auto". Isolated environments are built (with uv) before anything
+            is written, and reused from the cache by later runs.
+        env_cache: the directory of cached task environments; None reads KFP_LINEAGE_ENV_CACHE, else the user
+            cache directory's kfp-lineage/envs.
 
     Returns:
         The run's result; `result.state` is COMPLETE or FAILED (a failed task does not raise).
 
     Raises:
-        InvalidInputError: bad spec, arguments, options or store; raised before anything is written.
+        InvalidInputError: bad spec, arguments, options or store, a task environment that cannot be built
+            (EnvironmentBuildError), or in "current" mode a missing package; raised before anything is written.
         UnsupportedFeatureError: the pipeline uses a feature the local runner cannot run.
     """
     loaded = pipeline if isinstance(pipeline, spec.LoadedPipeline) else spec.load_pipeline(pipeline)
@@ -77,14 +90,11 @@ def run_pipeline(
         raise errors.InvalidInputError(
             f"run id {run_id!r} is not allowed: use letters, digits, '.', '_' and '-' (at most 128)"
         )
-    for problem in preflight.check_pipeline(loaded.spec):
-        if problem.installed is None:
-            raise errors.InvalidInputError(
-                f"a task needs {problem.describe()}; kfp-lineage never installs packages: "
-                f"install it into this environment (pip install '{problem.requirement}')"
-            )
-        reporter.warn(f"a task asks for {problem.describe()}; running with the installed version")
+    mode = environment_plan.check_mode(task_env or os.environ.get(environment_plan.MODE_ENV_VAR))
+    preflight.check_pipeline(loaded.spec)  # its requirement problems are the plan's business (current mode)
     url = store if isinstance(store, store_module.StoreURL) else store_module.parse_store_url(store)
+    by_executor = task_environments.prepare_task_environments(
+        loaded.spec, mode, environments.resolve_cache_dir(env_cache, os.environ), reporter)
     metadata_store = store_module.open_store(url)
     options = results.RunOptions(
         pipeline_root=os.path.abspath(pipeline_root or DEFAULT_PIPELINE_ROOT),
@@ -95,6 +105,7 @@ def run_pipeline(
         task_timeout=task_timeout,
         enable_cache=enable_cache,
         launcher=launcher,
+        task_environments=by_executor,
     )
     runner = scheduler.Scheduler(
         loaded.spec, values, recorder.Recorder(metadata_store), options, reporter, store_label=url.redacted

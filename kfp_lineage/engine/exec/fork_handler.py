@@ -1,9 +1,11 @@
-"""The fork handler: lightweight Python tasks fork from a warm server; any other task is a fresh process."""
+"""The fork handler: lightweight Python tasks fork from a warm server, one per environment; any other task is a
+fresh process."""
 
 from __future__ import annotations
 
+import os
 import threading
-from typing import BinaryIO, List, Optional
+from typing import BinaryIO, Dict, List, Optional
 
 from kfp_lineage.engine.exec import forkserver
 from kfp_lineage.engine.exec import handler
@@ -11,15 +13,19 @@ from kfp_lineage.engine.exec import supervision
 
 
 class ForkHandler(handler.TaskHandler):
-    """Runs compiled lightweight Python components in children forked from one warm server per run (started at
-    the first such task, with the run's task environment); container components and other programs start as
-    subprocesses, as SubprocessHandler starts them. The default (`--launcher fork`)."""
+    """Runs compiled lightweight Python components in children forked from a warm server, and container components
+    and other programs as subprocesses, as SubprocessHandler starts them. The default (`--launcher fork`).
+
+    A task in the runner's environment forks from the run's server (started at the first such task, with the
+    run's task environment); a task in an isolated environment forks from that environment's server, started at its
+    first task with its interpreter, so a task in a cached environment costs a fork too.
+    """
 
     def __init__(self, context: handler.HandlerContext):
         self._env = context.env
         self._processes = context.processes
         self._lock = threading.Lock()
-        self._server: Optional[forkserver.ForkServer] = None
+        self._servers: Dict[str, forkserver.ForkServer] = {}  # by interpreter; "" is the runner's
         self._closed = False
 
     def run(self, launch: handler.TaskLaunch) -> handler.TaskOutcome:
@@ -29,25 +35,32 @@ class ForkHandler(handler.TaskHandler):
         arguments = forkserver.python_task_arguments(argv)
         if arguments is None:
             return supervision.start_subprocess(argv, launch, log)
-        return self._get_server().spawn(arguments, log_path=launch.log_path, cwd=launch.cwd, env=launch.env,
-                                        scratch_dir=launch.scratch_dir)
+        return self._get_server(launch.environment).spawn(arguments, log_path=launch.log_path, cwd=launch.cwd,
+                                                          env=launch.env, scratch_dir=launch.scratch_dir)
 
-    def _get_server(self) -> forkserver.ForkServer:
-        """The run's fork server, started by the first Python task.
+    def _get_server(self, environment: Optional[handler.TaskEnvironment]) -> forkserver.ForkServer:
+        """The server of the task's environment, started by its first Python task.
 
         Raises:
             OSError: the handler was closed.
         """
+        isolated = environment is not None and environment.isolated
+        key = environment.python_path if isolated else ""
         with self._lock:
             if self._closed:
                 raise OSError("the run's fork server was closed")
-            if self._server is None:
-                self._server = forkserver.ForkServer(env=self._env)
-            return self._server
+            server = self._servers.get(key)
+            if server is None:
+                env = dict(self._env)
+                if isolated:
+                    env["PATH"] = environment.bin_dir + os.pathsep + env.get("PATH", os.defpath)
+                    env["VIRTUAL_ENV"] = environment.path
+                server = self._servers[key] = forkserver.ForkServer(env=env, python=key or None)
+            return server
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            server, self._server = self._server, None
-        if server is not None:
+            servers, self._servers = list(self._servers.values()), {}
+        for server in servers:
             server.close()

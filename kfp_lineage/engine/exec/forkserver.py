@@ -1,14 +1,16 @@
 """A warm fork server for lightweight Python component tasks.
 
 A fresh interpreter that imports kfp costs tens of milliseconds per task; most of it is the same work every time.
-The server starts once per run, imports the KFP executor once, and forks a child per task. The child is a real,
+The server starts once per run and environment, imports the KFP executor once, and forks a child per task. The child is a real,
 isolated process: its own session (so it can be killed as a group), working directory, environment, and stdout /
 stderr going to the task's log. It then does exactly what the compiled command would have done: write the
 component's source to a file and run `kfp.dsl.executor_main` on it.
 
-Tasks of any other shape (container components, another interpreter) are launched as plain subprocesses by
-fork_handler.py, which owns the run's server. Run the server with `python -m kfp_lineage.engine.exec.forkserver`;
-the protocol is one JSON object per line: requests on stdin, replies (`{"id", "pid"}` when a child started,
+Tasks of any other shape (container components) are launched as plain subprocesses by fork_handler.py, which owns
+the run's servers: one in the runner's environment, and one in each isolated task environment a task runs in. A
+server runs this file by its path (`<interpreter> .../forkserver.py`) with the interpreter of its environment, where
+kfp-lineage is not installed: the module uses the standard library only, and imports kfp only in the server. The
+protocol is one JSON object per line: requests on stdin, replies (`{"id", "pid"}` when a child started,
 `{"id", "returncode"}` when it ended) on stdout.
 """
 
@@ -180,9 +182,11 @@ class ForkedProcess:
 class ForkServer:
     """The client of one server process; thread-safe; start lazily, close at the end of the run."""
 
-    def __init__(self, env: Mapping[str, str]):
+    def __init__(self, env: Mapping[str, str], python: Optional[str] = None):
+        """Starts a server with the environment `env`, on `python` (an environment's interpreter; default the
+        runner's), which must have kfp installed."""
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "kfp_lineage.engine.exec.forkserver"],
+            [python or sys.executable, os.path.abspath(__file__)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -257,4 +261,8 @@ class ForkServer:
 
 
 if __name__ == "__main__":
+    # Started by path, Python put this file's directory first on sys.path, where its sibling modules could shadow
+    # a task's imports: the working directory takes its place, as for the compiled `python3 -m ...` command.
+    if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+        sys.path[0] = os.getcwd()
     serve()

@@ -77,7 +77,10 @@ def install_into(uv_bin: str, python_path: str, install: requirements.PipInstall
     Raises:
         EnvironmentBuildError: `task 'LABEL': cannot install REQUIREMENT on Python X.Y: <uv's reason>`.
     """
-    argv = [uv_bin, "pip", "install", "--quiet", "--python", python_path, "--no-python-downloads"]
+    # --compile-bytecode: as pip does; tasks then import from .pyc even where Python may not write it
+    # (PYTHONDONTWRITEBYTECODE, a read-only cache), and each forked task does not compile its imports again.
+    argv = [uv_bin, "pip", "install", "--quiet", "--compile-bytecode", "--python", python_path,
+            "--no-python-downloads"]
     argv += _index_arguments(install.index)
     if install.no_deps:
         argv.append("--no-deps")

@@ -81,3 +81,28 @@ def test_an_unknown_launcher_is_refused(tmp_path, sqlite_url):
 
     with pytest.raises(errors.InvalidInputError, match="launcher 'threads' is not known"):
         run_module.run_pipeline(pipelines.linear, store=sqlite_url, launcher="threads")
+
+
+def test_the_server_module_uses_the_standard_library_only_and_loads_without_kfp_lineage():
+    """Each isolated environment's server runs forkserver.py by path on that environment's Python, where neither
+    kfp-lineage nor (until the server imports it) kfp may be importable."""
+    import ast
+    import subprocess
+    import sys
+
+    from kfp_lineage.engine.exec import interpreters
+
+    with open(forkserver.__file__) as f:
+        tree = ast.parse(f.read())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+    assert imported - set(sys.stdlib_module_names) == {"kfp"}  # kfp: only inside the server, from its environment
+    base = interpreters.runner_interpreter().path  # the runner's base interpreter: no venv, no kfp-lineage
+    code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('fs', sys.argv[1]); "
+            "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+            "print(module.python_task_arguments(['sh', '-c', 'echo']), 'kfp_lineage' in sys.modules)")
+    completed = subprocess.run([base, "-I", "-c", code, forkserver.__file__], capture_output=True, text=True,
+                               check=True, cwd="/")
+    assert completed.stdout.split() == ["None", "False"]
