@@ -31,10 +31,11 @@ test-all: setup
 	$(BIN)/python -m pytest -q
 
 # Lineage queries on a synthetic 10k-run store (built once, cached in bench/.cache/), then the runner against
-# kfp.local; each writes its bench/results*.md.
+# kfp.local, then task environments against kfp.local's use_venv; each writes its bench/results*.md.
 bench: setup
 	$(BIN)/python bench/bench_queries.py
 	$(BIN)/python bench/bench_runner.py
+	$(BIN)/python bench/bench_envs.py
 
 specs: setup
 	$(BIN)/kfp-lineage compile

@@ -95,6 +95,7 @@ def impossible() -> str:
 @dsl.pipeline(name="impossible")
 def impossible_pipeline():
     impossible()
+    impossible()
 
 
 @dsl.component(base_image="python:3.12", packages_to_install=["lineage-probe==1.0"])
@@ -279,11 +280,12 @@ def test_an_uninstallable_requirement_exits_2_with_one_line_and_nothing_recorded
 
     assert completed.returncode == 2, completed.stderr
     lines = completed.stderr.splitlines()
-    assert lines[0].endswith("] preparing environment for impossible: 2 packages, first use")
+    assert lines[0].endswith("] preparing environment for impossible (and 1 more task): 2 packages, first use")
     [error] = [line for line in lines if line.startswith("Error:")]
     assert error == lines[-1] and error.startswith(
-        "Error: task 'impossible': cannot install lineage-probe==9.9 on Python %d.%d: " % sys.version_info[:2])
-    assert "lineage-probe" in error[len("Error: task 'impossible': cannot install lineage-probe==9.9"):]
+        "Error: task 'impossible' (and 1 more task): cannot install lineage-probe==9.9 on Python %d.%d: "
+        % sys.version_info[:2])
+    assert "lineage-probe" in error.split(" on Python ", 1)[1]
     assert completed.stdout == ""
     assert not os.path.exists(tmp_path / "mlmd.sqlite") and not os.path.exists(tmp_path / "root")
     assert environments.EnvironmentCache(str(tmp_path / "envs")).list() == []

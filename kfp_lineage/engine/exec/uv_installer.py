@@ -69,10 +69,10 @@ def run_uv(argv: List[str], env: Mapping[str, str], cwd: str, describe: Callable
     return completed.stdout
 
 
-def install_into(uv_bin: str, python_path: str, install: requirements.PipInstall, python_version: str, label: str,
+def install_into(uv_bin: str, python_path: str, install: requirements.PipInstall, python_version: str, who: str,
                  env: Mapping[str, str], cwd: str) -> None:
     """Installs one `pip install` of a prefix (its requirements, index options, --no-deps, --pre) into the
-    environment whose interpreter is `python_path`.
+    environment whose interpreter is `python_path`; `who` names its tasks in errors (`task 'train'`).
 
     Raises:
         EnvironmentBuildError: `task 'LABEL': cannot install REQUIREMENT on Python X.Y: <uv's reason>`.
@@ -90,8 +90,8 @@ def install_into(uv_bin: str, python_path: str, install: requirements.PipInstall
 
     def describe(detail: str) -> str:
         culprit = _culprit(install.requirements, detail)
-        return (f"task {label!r}: cannot install {culprit} on Python {python_version}: {detail}" if culprit
-                else f"task {label!r}: cannot install {' '.join(install.requirements)} on Python "
+        return (f"{who}: cannot install {culprit} on Python {python_version}: {detail}" if culprit
+                else f"{who}: cannot install {' '.join(install.requirements)} on Python "
                      f"{python_version}: {detail}")
 
     run_uv(argv, env, cwd, describe)
