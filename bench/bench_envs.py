@@ -9,8 +9,8 @@ on the runner's Python image, so every mode runs the same spec:
 3. kfp-lineage `--task-env isolated` with the environment cached, against `--task-env current` (the runner's own
    environment; what `auto` picks here): the difference per task is what a cached isolated environment costs.
 
-Prints a table and writes bench/results-envs.md. BENCH_REPS (default 5) sets the repetitions of the warm runs;
-medians are reported. Needs the package index (kfp.local and the first builds install from it).
+Prints a table and writes bench/results-envs.md. BENCH_REPS (default 5; the cached runs, which are short, twice as
+many) sets the repetitions; medians are reported. Needs the package index (kfp.local and the first builds install from it).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ os.environ.setdefault("GLOG_minloglevel", "1")
 from kfp import compiler  # noqa: E402
 
 from kfp_lineage.engine import run as run_module  # noqa: E402
+from kfp_lineage.engine.exec import environments  # noqa: E402
 from kfp_lineage.engine.exec import uv_installer  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -131,11 +132,13 @@ def main() -> None:
     ours(spec_path, work, "isolated", env_cache)  # builds the environment the warm runs use
     current, isolated = [], []
     ours(spec_path, work, "current", env_cache)  # warm-up
-    for _ in range(REPS):  # interleaved, so a busy moment of the machine hits both
+    for _ in range(2 * REPS):  # interleaved, so a busy moment of the machine hits both; runs are short
         current.append(ours(spec_path, work, "current", env_cache))
         isolated.append(ours(spec_path, work, "isolated", env_cache))
     current_task = statistics.median(current) / TASKS
     isolated_task = statistics.median(isolated) / TASKS
+    [environment] = environments.EnvironmentCache(env_cache).list()  # the isolated runs used it, and only it
+    assert environment.package_count == 2, environment  # kfp and tabulate
     shutil.rmtree(work, ignore_errors=True)
 
     uv = subprocess.run([uv_installer.find_uv(), "--version"], capture_output=True, text=True).stdout.strip()
@@ -144,7 +147,7 @@ def main() -> None:
          "kfp-lineage": f"{cold:.2f} s (uv cache empty), {warm:.2f} s (uv cache warm)",
          "kfp.local use_venv": f"{kfp_local:.1f} s", "ratio kfp.local / kfp-lineage": f"{kfp_local / cold:.0f}x, "
                                                                                        f"{kfp_local / warm:.0f}x"},
-        {"5-task pipeline": "per task, environment cached",
+        {"5-task pipeline": "per task (whole run / 5), environment cached",
          "kfp-lineage": f"{isolated_task * 1000:.1f} ms (isolated), {current_task * 1000:.1f} ms (current)",
          "kfp.local use_venv": f"{kfp_local / TASKS * 1000:.0f} ms",
          "ratio kfp.local / kfp-lineage": f"{kfp_local / TASKS / isolated_task:.0f}x"},
@@ -173,7 +176,7 @@ def write_results(rows: List[Dict[str, str]], uv: str) -> None:
         f"`packages_to_install=[\"{TABULATE}\"]`. The peer is kfp.local 2.13 `SubprocessRunner(use_venv=True)` in "
         "the same venv (a new venv and the task's `pip install` for every task; median of 2 runs), measured in the "
         "same invocation. First use: `--task-env isolated` with an empty environment cache (uv cache warm: median "
-        f"of 3). Cached: medians of {REPS} runs of `--task-env isolated` and `--task-env current` (the runner's "
+        f"of 3). Cached: medians of {2 * REPS} runs of `--task-env isolated` and `--task-env current` (the runner's "
         "environment, the fast path `auto` takes here), interleaved, without the task cache.",
         "",
         "| " + " | ".join(headers) + " |",

@@ -236,7 +236,7 @@ class _Collect:
 
 def test_a_mismatched_requirement_warns_and_runs_with_the_installed_version(tmp_path, sqlite_url):
     reporter = _Collect()
-    result = run(pipelines.old_click, tmp_path, sqlite_url, reporter=reporter)
+    result = run(pipelines.old_click, tmp_path, sqlite_url, reporter=reporter, task_env="current")
     assert result.state == "COMPLETE"
     import importlib.metadata
 
@@ -249,12 +249,12 @@ def test_a_mismatched_requirement_warns_and_runs_with_the_installed_version(tmp_
 def test_a_missing_requirement_is_refused_before_anything_runs(tmp_path, sqlite_url):
     from kfp_lineage import errors
 
-    # The suite runs in --task-env current (tests/conftest.py), the mode that refuses; auto would build it.
+    # --task-env current is the mode that refuses (auto would build an environment with the package).
     with pytest.raises(errors.InvalidInputError, match=r"^task 'wants-missing-package' needs "
                        r"surely-not-installed-pkg==1.0 \(not installed\); with --task-env current kfp-lineage never "
                        r"installs packages: install it into this environment \(pip install "
                        r"'surely-not-installed-pkg==1.0'\), or use --task-env auto$"):
-        run(pipelines.missing_package, tmp_path, sqlite_url)
+        run(pipelines.missing_package, tmp_path, sqlite_url, task_env="current")
     assert not os.path.exists(sqlite_url)
 
 
