@@ -314,6 +314,20 @@ def test_an_upgraded_package_is_a_cache_miss_an_unchanged_environment_a_hit(tmp_
     assert fingerprints["first"] != fingerprints["upgraded"]
 
 
+def test_an_environment_whose_kfp_cannot_serve_runs_its_tasks_as_the_compiled_command_would(tmp_path, offline_uv,
+                                                                                             monkeypatch):
+    # A kfp 2.13.0 with no kfp.dsl in it: the environment's fork server cannot start, so its tasks run as plain
+    # processes, and fail with the error the cluster would show, not with the fork server's.
+    broken = tmp_path / "broken-kfp"
+    wheelhouse.write_wheel(str(broken), "kfp", "2.13.0")
+    wheelhouse.write_installed_wheel(str(broken), "click")
+    monkeypatch.setenv("UV_FIND_LINKS", str(broken))
+    result = run(runner_suffices, tmp_path, task_env="isolated", launcher="fork")
+    task = result.tasks["uses-click"]
+    assert task.state == "FAILED"
+    assert task.error.startswith("exited with code 1: ") and "No module named 'kfp.dsl'" in task.error
+
+
 def test_a_task_in_isolated_mode_misses_the_cache_of_the_runners_environment(tmp_path, offline_uv):
     assert run(runner_suffices, tmp_path, task_env="current").tasks["uses-click"].state == "COMPLETE"
     assert run(runner_suffices, tmp_path, task_env="current").tasks["uses-click"].state == "CACHED"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import BinaryIO, Dict, List, Optional
+from typing import BinaryIO, Dict, List, Optional, Set
 
 from kfp_lineage.engine.exec import forkserver
 from kfp_lineage.engine.exec import handler
@@ -26,6 +26,7 @@ class ForkHandler(handler.TaskHandler):
         self._processes = context.processes
         self._lock = threading.Lock()
         self._servers: Dict[str, forkserver.ForkServer] = {}  # by interpreter; "" is the runner's
+        self._broken: Set[str] = set()  # servers that ended before running any task
         self._closed = False
 
     def run(self, launch: handler.TaskLaunch) -> handler.TaskOutcome:
@@ -33,22 +34,38 @@ class ForkHandler(handler.TaskHandler):
 
     def _start(self, argv: List[str], launch: handler.TaskLaunch, log: BinaryIO) -> handler.TaskProcess:
         arguments = forkserver.python_task_arguments(argv)
-        if arguments is None:
+        server = self._get_server(launch.environment) if arguments is not None else None
+        if server is None:
             return supervision.start_subprocess(argv, launch, log)
-        return self._get_server(launch.environment).spawn(arguments, log_path=launch.log_path, cwd=launch.cwd,
-                                                          env=launch.env, scratch_dir=launch.scratch_dir)
+        try:
+            return server.spawn(arguments, log_path=launch.log_path, cwd=launch.cwd, env=launch.env,
+                                scratch_dir=launch.scratch_dir)
+        except forkserver.ServerGone:
+            if server.started_a_task:
+                raise  # it ran tasks and died: a task may have started, so it is not run a second time
+            # It never ran one: its interpreter cannot serve (no kfp executor to import). The task runs as the
+            # compiled command would, and its log shows why, as on a cluster; so do the environment's next tasks.
+            with self._lock:
+                self._broken.add(self._key(launch.environment))
+            return supervision.start_subprocess(argv, launch, log)
 
-    def _get_server(self, environment: Optional[handler.TaskEnvironment]) -> forkserver.ForkServer:
-        """The server of the task's environment, started by its first Python task.
+    @staticmethod
+    def _key(environment: Optional[handler.TaskEnvironment]) -> str:
+        return environment.python_path if environment is not None and environment.isolated else ""
+
+    def _get_server(self, environment: Optional[handler.TaskEnvironment]) -> Optional[forkserver.ForkServer]:
+        """The server of the task's environment, started by its first Python task; None when it could not serve.
 
         Raises:
             OSError: the handler was closed.
         """
         isolated = environment is not None and environment.isolated
-        key = environment.python_path if isolated else ""
+        key = self._key(environment)
         with self._lock:
             if self._closed:
                 raise OSError("the run's fork server was closed")
+            if key in self._broken:
+                return None
             server = self._servers.get(key)
             if server is None:
                 env = dict(self._env)

@@ -163,6 +163,10 @@ def serve() -> None:
 # Client side -------------------------------------------------------------------------------------------------------
 
 
+class ServerGone(OSError):
+    """The server process has ended (or could not start: its interpreter cannot import kfp's executor)."""
+
+
 class ForkedProcess:
     """A task process forked by the server; quacks like subprocess.Popen for wait() and pid."""
 
@@ -196,6 +200,7 @@ class ForkServer:
         self._lock = threading.Lock()
         self._next_id = 0
         self._processes: Dict[int, ForkedProcess] = {}
+        self.started_a_task = False  # whether a child was ever forked: a server gone before that never ran one
         self._reader = threading.Thread(target=self._read_replies, name="kfp-lineage-forkserver", daemon=True)
         self._reader.start()
 
@@ -204,7 +209,8 @@ class ForkServer:
         """Starts a task; returns once the child exists (its pid is known).
 
         Raises:
-            OSError: the server is gone.
+            ServerGone: the server is gone, before or while this task was asked for.
+            OSError: the server did not answer within 30 s.
         """
         process = ForkedProcess(["forkserver", *arguments[1:]])
         with self._lock:
@@ -217,11 +223,11 @@ class ForkServer:
                 self._process.stdin.write(line.encode() + b"\n")
                 self._process.stdin.flush()
             except (BrokenPipeError, ValueError) as e:
-                raise OSError(f"the fork server stopped: {e}") from None
+                raise ServerGone(f"the fork server stopped: {e}") from None
         if not process._started.wait(timeout=30):
             raise OSError("the fork server did not start the task within 30 s")
         if process.pid <= 0:
-            raise OSError("the fork server stopped before starting the task")
+            raise ServerGone("the fork server stopped before starting the task")
         return process
 
     def _read_replies(self) -> None:
@@ -232,6 +238,7 @@ class ForkServer:
             if process is None:
                 continue
             if "pid" in message:
+                self.started_a_task = True
                 process.pid = message["pid"]
                 process._started.set()
             else:
