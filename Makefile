@@ -53,10 +53,11 @@ test-all: setup
 	$(BIN)/python -m pytest -q
 
 # Lineage queries on a synthetic 10k-run store (built once, cached in bench/.cache/), then the runner against
-# kfp.local; each writes its bench/results*.md.
+# kfp.local, then task environments against kfp.local's use_venv; each writes its bench/results*.md.
 bench: setup
 	$(BIN)/python bench/bench_queries.py
 	$(BIN)/python bench/bench_runner.py
+	$(BIN)/python bench/bench_envs.py
 
 # specs/ holds what kfp 2.17 users compile: the current stack's kfp. On the legacy stack the compiler runs in
 # .venv/specs-kfp, a small environment with that kfp (and no ml-metadata, which compiling does not need).

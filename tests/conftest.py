@@ -11,7 +11,13 @@ from typing import Iterator, List
 
 import pytest
 
+from kfp_lineage.engine.exec import environment_plan
 from kfp_lineage.mlmd import store as store_module
+
+# Tests run tasks in the runner's environment unless they opt in (task_env="auto"/"isolated", or --task-env): specs
+# compiled with kfp's default image (python:3.9) would otherwise each get an environment built from the package
+# index, and the suite must not need the network. Tests of task environments install from a local wheelhouse.
+os.environ.setdefault(environment_plan.MODE_ENV_VAR, "current")
 
 # Server URLs come from the environment; .ci/run sets them and KFP_LINEAGE_REQUIRE_SERVERS=1 so a missing
 # server fails the run instead of skipping.

@@ -1,12 +1,17 @@
-"""Tiny pure-Python wheels written straight as zip files, for installing into task environments without a network."""
+"""Wheels written straight as zip files, for installing into task environments without a network: tiny pure-Python
+probe packages, and a wheel of kfp packed from the runner's own installed copy."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.metadata
 import os
 import zipfile
-from typing import Dict, Sequence
+from typing import Dict, Mapping, Sequence, Union
+
+# Files of an installed distribution that the installer wrote, not the wheel: RECORD and WHEEL are regenerated.
+_INSTALLER_FILES = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json", "WHEEL"}
 
 
 def write_wheel(directory: str, name: str, version: str, requires: Sequence[str] = (),
@@ -18,32 +23,62 @@ def write_wheel(directory: str, name: str, version: str, requires: Sequence[str]
     dist_info = f"{module}-{version}.dist-info"
     metadata = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     metadata += [f"Requires-Dist: {requirement}" for requirement in requires]
-    files: Dict[str, str] = {
+    files: Dict[str, Union[str, bytes]] = {
         f"{module}/__init__.py": f"__version__ = {version!r}\n\n\ndef main():\n    print(__version__)\n",
         f"{dist_info}/METADATA": "\n".join(metadata) + "\n",
-        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: kfp-lineage-tests\nRoot-Is-Purelib: true\n"
-                              "Tag: py3-none-any\n",
     }
     if script:
         files[f"{dist_info}/entry_points.txt"] = f"[console_scripts]\n{name} = {module}:main\n"
-    record = [f"{path},sha256={_digest(text)},{len(text.encode())}" for path, text in files.items()]
-    files[f"{dist_info}/RECORD"] = "\n".join(record + [f"{dist_info}/RECORD,,"]) + "\n"
-    path = os.path.join(directory, f"{module}-{version}-py3-none-any.whl")
-    with zipfile.ZipFile(path, "w") as archive:
-        for member, text in files.items():
-            archive.writestr(member, text)
-    return path
+    return _write_zip(os.path.join(directory, f"{module}-{version}-py3-none-any.whl"), dist_info, files)
 
 
-def write_wheelhouse(directory: str) -> str:
+def write_installed_wheel(directory: str, distribution: str = "kfp") -> str:
+    """Packs the runner's installed copy of a pure-Python distribution (kfp) back into a wheel in `directory`,
+    from the files its metadata lists (byte code, console scripts and the installer's own files left out; RECORD
+    and WHEEL written anew), so task environments can install it with no network. Returns the wheel's path."""
+    dist = importlib.metadata.distribution(distribution)
+    name, version = dist.metadata["Name"], dist.version
+    module = name.replace("-", "_")
+    dist_info = f"{module}-{version}.dist-info"
+    files: Dict[str, Union[str, bytes]] = {}
+    for path in dist.files or ():
+        text = str(path)
+        if text.startswith("..") or "__pycache__" in path.parts or text.endswith(".pyc"):
+            continue
+        if path.parts[0].endswith(".dist-info") and path.name in _INSTALLER_FILES:
+            continue
+        files[text] = path.locate().read_bytes()
+    return _write_zip(os.path.join(directory, f"{module}-{version}-py3-none-any.whl"), dist_info, files)
+
+
+def write_wheelhouse(directory: str, with_kfp: bool = False) -> str:
     """The wheelhouse the environment tests install from: kfpl-probe 1.0 and 2.0 (2.0 needs kfpl-helper, and has a
-    console script), kfpl-helper 1.0."""
+    console script), kfpl-helper 1.0, and the same as lineage-probe / lineage-helper (a compiled component whose
+    package starts with `kfp` gets no `kfp==X` install from the compiler); with `with_kfp`, the runner's kfp and
+    click (a requirement the runner meets)."""
     os.makedirs(directory, exist_ok=True)
-    write_wheel(directory, "kfpl-probe", "1.0", script=True)
-    write_wheel(directory, "kfpl-probe", "2.0", requires=["kfpl-helper>=1"], script=True)
-    write_wheel(directory, "kfpl-helper", "1.0")
+    for prefix in ("kfpl", "lineage"):
+        write_wheel(directory, f"{prefix}-probe", "1.0", script=True)
+        write_wheel(directory, f"{prefix}-probe", "2.0", requires=[f"{prefix}-helper>=1"], script=True)
+        write_wheel(directory, f"{prefix}-helper", "1.0")
+    if with_kfp:
+        write_installed_wheel(directory, "kfp")
+        write_installed_wheel(directory, "click")
     return directory
 
 
-def _digest(text: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+def _write_zip(path: str, dist_info: str, files: Mapping[str, Union[str, bytes]]) -> str:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    contents = {member: data.encode() if isinstance(data, str) else data for member, data in files.items()}
+    contents[f"{dist_info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: kfp-lineage-tests\nRoot-Is-Purelib: true\n"
+                                      b"Tag: py3-none-any\n")
+    record = [f"{member},sha256={_digest(data)},{len(data)}" for member, data in contents.items()]
+    contents[f"{dist_info}/RECORD"] = ("\n".join(record + [f"{dist_info}/RECORD,,"]) + "\n").encode()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for member, data in contents.items():
+            archive.writestr(member, data)
+    return path
+
+
+def _digest(data: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()

@@ -13,6 +13,8 @@ from kfp_lineage.engine import progress
 from kfp_lineage.engine import run as run_module
 from kfp_lineage.ir import spec
 from kfp_lineage.cli import _common
+from kfp_lineage.cli import env_commands
+from kfp_lineage.engine.exec import environment_plan
 
 
 @click.command("run")
@@ -25,6 +27,12 @@ from kfp_lineage.cli import _common
 @click.option("--task-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="Kill and fail a task that runs longer.")
 @click.option("--no-cache", is_flag=True, help="Run every task even when a cached result exists.")
+@click.option("--task-env", type=click.Choice(environment_plan.MODES), envvar=environment_plan.MODE_ENV_VAR,
+              show_envvar=True,
+              help="Where tasks run: auto (default; the runner's environment when it meets a task's requirements "
+                   "and image Python, else an environment built for them), isolated (always built), current "
+                   "(always the runner's; a missing package is refused).")
+@env_commands.env_cache_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the run's result on stdout.")
 @click.option("--target", type=click.Choice(["kfp", "vertex"]), default="kfp", show_default=True,
               help="Where the pipeline will run: warn about what that backend rejects (ParallelFor over artifacts, "
@@ -39,6 +47,8 @@ def run_command(
     max_parallel: Optional[int],
     task_timeout: Optional[float],
     no_cache: bool,
+    task_env: Optional[str],
+    env_cache: Optional[str],
     as_json: bool,
     target: str,
     strict: bool,
@@ -51,6 +61,7 @@ def run_command(
       kfp-lineage run specs/training.yaml --param threshold=0.95 --json
       kfp-lineage run pipelines/training.py:training --store mysql://root@127.0.0.1:3306/mlmd
       kfp-lineage run specs/training.yaml --target vertex --strict
+      kfp-lineage run specs/training.yaml --task-env isolated --env-cache /tmp/envs
 
     \b
     Exit codes:
@@ -74,6 +85,8 @@ def run_command(
             max_parallel=max_parallel,
             task_timeout=task_timeout,
             enable_cache=not no_cache,
+            task_env=task_env,
+            env_cache=env_cache,
             reporter=progress.TextReporter(),
             target=target,
             strict=strict,

@@ -4,7 +4,7 @@ recorded as a CACHED execution that points at the original outputs, and new resu
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Optional
+from typing import Dict, Mapping, Optional
 
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
@@ -12,6 +12,7 @@ from kfp_lineage.engine import caching
 from kfp_lineage.engine import container_tasks
 from kfp_lineage.engine import progress
 from kfp_lineage.engine import reuse
+from kfp_lineage.engine.exec import handler
 from kfp_lineage.ir import dataflow
 from kfp_lineage.mlmd import recorder
 from kfp_lineage.mlmd import vocabulary
@@ -30,8 +31,10 @@ class CacheHits:
     """The cache of one run: this pipeline's COMPLETE container executions by fingerprint."""
 
     def __init__(self, record: recorder.Recorder, contexts: recorder.RunContexts, reporter: progress.Reporter,
-                 enabled: bool):
-        """`enabled` is the run's switch (run_pipeline(enable_cache=...)); each task's own setting applies too."""
+                 enabled: bool, environments: Optional[Mapping[str, handler.TaskEnvironment]] = None):
+        """`enabled` is the run's switch (run_pipeline(enable_cache=...)); each task's own setting applies too.
+        `environments` (RunOptions.task_environments) puts each task's isolated environment in its fingerprint."""
+        self._environments = environments or {}
         self._recorder = record
         self._contexts = contexts
         self._reporter = reporter
@@ -46,8 +49,10 @@ class CacheHits:
         """
         if not (self._enabled and task.task.caching_options.enable_cache):
             return None
+        environment = self._environments.get(task.component.executor_label)
         fingerprint = caching.fingerprint(task.component, task.container, task.parameters, task.artifacts,
-                                          task.task.caching_options.cache_key, task.task.component_ref.name)
+                                          task.task.caching_options.cache_key, task.task.component_ref.name,
+                                          environment.identity() if environment is not None else None)
         task.properties[vocabulary.CACHE_FINGERPRINT] = fingerprint
         if self._index is None:
             self._index = self._recorder.cache_index(self._contexts)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Iterable, List, Mapping, Sequence, Tuple
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from kfp.pipeline_spec import pipeline_spec_pb2
 
@@ -25,12 +25,16 @@ def fingerprint(
     artifacts: Mapping[str, Sequence[dataflow.InputArtifact]],
     cache_key: str = "",
     component_name: str = "",
+    environment: Optional[Mapping[str, Any]] = None,
 ) -> str:
     """sha256 hex of what determines a task's result, as the backend's cache key holds it.
 
     Covers: input artifact ids by input name, input parameter values (the real ones, secrets included, as on the
     backend: redaction is for what is written and shown), output artifact specs (name, type, no URI), output
     parameter types, and the container image with command and args before placeholders are resolved.
+    `environment` (handler.TaskEnvironment.identity(): an isolated environment's digest, Python and installed
+    versions) is added when the task runs in one, so a task run in another environment, or after a package was
+    upgraded, is a miss; a task in the runner's environment keeps the backend's key.
     A task's custom `cache_key` (set_caching_options(cache_key=...)) replaces all of that; as KFP's driver/cache.go
     (after 2.17.0) does, the component's name is mixed in, so two components given the same key never share a result.
     """
@@ -50,6 +54,8 @@ def fingerprint(
         },
         "containerSpec": {"image": container.image, "cmdArgs": list(container.command) + list(container.args)},
     }
+    if environment is not None:
+        key["environment"] = dict(environment)
     text = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -122,7 +122,13 @@ class TaskRunner:
             self._contexts, vocabulary.CONTAINER_EXECUTION_TYPE, properties, input_artifacts=task.input_ids
         )
         task_dir = os.path.join(self._run_root, task.name, str(uuid.uuid4()))
+        environment = self._options.task_environments.get(task.component.executor_label)
         env = dict(self._task_env)
+        if environment is not None and environment.isolated:
+            # Its `python3` and console scripts first, as in its image; VIRTUAL_ENV so an installer the task runs
+            # (uv, pip) can only touch its environment, never the runner's.
+            env["PATH"] = environment.bin_dir + os.pathsep + env.get("PATH", os.defpath)
+            env["VIRTUAL_ENV"] = environment.path
         env.update({variable.name: variable.value for variable in task.container.env})
         launch = handler.TaskLaunch(
             label=task.key,
@@ -141,8 +147,12 @@ class TaskRunner:
             env=env,
             timeout=self._options.task_timeout,
             secret_values=tuple(redaction.secret_values({**self._arguments, **task.parameters})),
+            environment=environment,
         )
         os.makedirs(os.path.dirname(launch.log_path), exist_ok=True)
+        if environment is not None:
+            with open(launch.log_path, "a", encoding="utf-8") as log:
+                log.write("".join(line + "\n" for line in environment.describe()))
         self._reporter.task_started(task.key)
         self._futures[self._pool.submit(self._handler.run, launch)] = _Running(task, execution_id, launch)
 

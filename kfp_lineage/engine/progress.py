@@ -24,6 +24,9 @@ class Reporter:
     def warn(self, message: str) -> None:
         """Something the user should know that does not stop the run."""
 
+    def note(self, message: str) -> None:
+        """A step before the run starts, e.g. building a task environment ("preparing environment for train: ...")."""
+
     def run_finished(self, state: str, duration: float, counts: dict) -> None:
         """The root DAG is final."""
 
@@ -73,6 +76,9 @@ class TextReporter(Reporter):
 
     def warn(self, message: str) -> None:
         self._line(f"warning: {message}")
+
+    def note(self, message: str) -> None:
+        self._line(message)
 
     def run_finished(self, state: str, duration: float, counts: dict) -> None:
         summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()) if n)

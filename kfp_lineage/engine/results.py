@@ -7,6 +7,7 @@ from typing import Any, Dict, Mapping, Optional
 
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
+from kfp_lineage.engine.exec import handler
 from kfp_lineage.ir import dataflow
 
 COMPLETE, FAILED, CANCELED, CACHED, NOT_RUN = "COMPLETE", "FAILED", "CANCELED", "CACHED", "NOT_RUN"
@@ -34,6 +35,9 @@ class RunOptions:
     task_timeout: Optional[float] = None
     enable_cache: bool = True
     launcher: str = "fork"  # a name in engine.exec.factory.HANDLERS: "fork" or "subprocess"
+    # Where the tasks of each executor run, by executor label (task_environments.prepare_task_environments); an
+    # executor not named runs in the runner's environment.
+    task_environments: Mapping[str, handler.TaskEnvironment] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass

@@ -15,6 +15,9 @@ from kfp_lineage.engine import stopping
 from kfp_lineage.ir import preflight
 from kfp_lineage.ir import targets
 from kfp_lineage.engine import progress
+from kfp_lineage.engine import task_environments
+from kfp_lineage.engine.exec import environment_plan
+from kfp_lineage.engine.exec import environments
 from kfp_lineage.engine.exec import factory
 from kfp_lineage.mlmd import recorder
 from kfp_lineage.ir import spec
@@ -41,6 +44,8 @@ def run_pipeline(
     cwd: Optional[str] = None,
     target: str = targets.DEFAULT_TARGET,
     strict: bool = False,
+    task_env: Optional[str] = None,
+    env_cache: Optional[str] = None,
 ) -> results.RunResult:
     """Runs a compiled pipeline on this machine and records its lineage in an ml-metadata store.
 
@@ -62,6 +67,13 @@ def run_pipeline(
         target: where the pipeline will run, "kfp" (Kubeflow Pipelines 2.17) or "vertex" (Vertex AI Pipelines):
             constructs that target rejects are reported as warnings (ir/targets.py).
         strict: make those findings an error (TargetMismatchError) before anything is written.
+        task_env: where tasks with a pip prefix run: "auto" (the runner's environment when it meets the task's
+            requirements and image Python exactly, else an isolated environment built for them), "isolated"
+            (always an isolated one) or "current" (always the runner's; a missing package is refused); None
+            reads KFP_LINEAGE_TASK_ENV, else "auto". Isolated environments are built (with uv) before anything
+            is written, and reused from the cache by later runs.
+        env_cache: the directory of cached task environments; None reads KFP_LINEAGE_ENV_CACHE, else the user
+            cache directory's kfp-lineage/envs.
 
     While it runs (in the main thread), SIGINT, SIGTERM and SIGHUP stop the run cleanly instead of killing this
     process: running tasks are killed and recorded CANCELED, then RunCanceled is raised. Every path leaves the
@@ -74,7 +86,8 @@ def run_pipeline(
         RunCanceled: a signal stopped the run (a KeyboardInterrupt; `exit_code` 130 for SIGINT, 143 for SIGTERM).
         RunAbortedError: the runner failed on an unexpected error; the run was recorded FAILED and the message
             names the file with the traceback.
-        InvalidInputError: bad spec, arguments, options or store; raised before anything is written.
+        InvalidInputError: bad spec, arguments, options or store, a task environment that cannot be built
+            (EnvironmentBuildError), or in "current" mode a missing package; raised before anything is written.
         UnsupportedFeatureError: the pipeline uses a feature the local runner cannot run.
         TargetMismatchError: with strict, the pipeline uses a construct its target rejects.
     """
@@ -93,14 +106,11 @@ def run_pipeline(
         raise errors.InvalidInputError(
             f"run id {run_id!r} is not allowed: use letters, digits, '.', '_' and '-' (at most 128)"
         )
-    for problem in preflight.check_pipeline(loaded.spec):
-        if problem.installed is None:
-            raise errors.InvalidInputError(
-                f"a task needs {problem.describe()}; kfp-lineage never installs packages: "
-                f"install it into this environment (pip install '{problem.requirement}')"
-            )
-        reporter.warn(f"a task asks for {problem.describe()}; running with the installed version")
+    mode = environment_plan.check_mode(task_env or os.environ.get(environment_plan.MODE_ENV_VAR))
+    preflight.check_pipeline(loaded.spec)  # its requirement problems are the plan's business (current mode)
     _check_target(loaded, values, target, strict, reporter)
+    by_executor = task_environments.prepare_task_environments(
+        loaded.spec, mode, environments.resolve_cache_dir(env_cache, os.environ), reporter)
     metadata_store = store_module.open_store(url)
     options = results.RunOptions(
         pipeline_root=os.path.abspath(pipeline_root or DEFAULT_PIPELINE_ROOT),
@@ -111,6 +121,7 @@ def run_pipeline(
         task_timeout=task_timeout,
         enable_cache=enable_cache,
         launcher=launcher,
+        task_environments=by_executor,
     )
     with stopping.stop_on_signals(stopping.StopRequest()) as stop:
         runner = scheduler.Scheduler(

@@ -158,7 +158,8 @@ class Scheduler:
         task_env = dict(self.options.env)
         task_env["PATH"] = command.python_shim_dir(self.scratch_root) + os.pathsep + task_env.get("PATH", os.defpath)
         task_env["PYTHONUNBUFFERED"] = "1"
-        self._cache = cache_hits.CacheHits(self.recorder, self._contexts, self.reporter, self.options.enable_cache)
+        self._cache = cache_hits.CacheHits(self.recorder, self._contexts, self.reporter, self.options.enable_cache,
+                                           self.options.task_environments)
         self.reporter.run_started(self.pipeline_name, self.options.run_id, self.store_label, self.run_root)
         task_handler = factory.create_handler(
             self.options.launcher, handler.HandlerContext(task_env, self.scratch_root, self._processes))

@@ -1,5 +1,6 @@
 """The cache fingerprint of a task, and which cached outputs still exist."""
 
+import dataclasses
 import hashlib
 
 import pytest
@@ -65,6 +66,34 @@ def test_the_fingerprint_is_the_sha256_of_the_backends_cache_key_fields():
         '"outputArtifactsSpec":{"model":{"schemaTitle":"system.Model","schemaVersion":"0.0.1"}},'
         '"outputParametersSpec":{"score":"float"}}'
     )
+
+
+def test_an_isolated_environment_joins_the_key_the_runners_own_leaves_it_as_the_backends():
+    environment = handler.TaskEnvironment(isolated=True, reason="needs x==1.0 (not installed)", python="3.12.1",
+                                          packages=("x==1.0", "kfp==2.13.0"), digest="a" * 24, path="/envs/a")
+    key = caching.fingerprint(SMALL_COMPONENT, SMALL_CONTAINER, {"rows": 3}, {}, environment=environment.identity())
+    assert key == _sha256(
+        '{"containerSpec":{"cmdArgs":["python3","-c","print(1)"],"image":"python:3.11"},'
+        '"environment":{"digest":"aaaaaaaaaaaaaaaaaaaaaaaa","packages":["kfp==2.13.0","x==1.0"],"python":"3.12.1"},'
+        '"inputArtifactIds":{},"inputParameterValues":{"rows":3},'
+        '"outputArtifactsSpec":{"model":{"schemaTitle":"system.Model","schemaVersion":"0.0.1"}},'
+        '"outputParametersSpec":{"score":"float"}}'
+    )
+    backends = caching.fingerprint(SMALL_COMPONENT, SMALL_CONTAINER, {"rows": 3}, {})
+    runners = handler.TaskEnvironment(isolated=False, reason="meets", python="3.11.7", packages=("x==1.0",))
+    assert runners.identity() is None
+    assert caching.fingerprint(SMALL_COMPONENT, SMALL_CONTAINER, {"rows": 3}, {}, environment=None) == backends
+    variants = [
+        dataclasses.replace(environment, digest="b" * 24),  # another requirement set, Python or platform
+        dataclasses.replace(environment, packages=("x==1.1", "kfp==2.13.0")),  # an upgraded package
+        dataclasses.replace(environment, python="3.12.2"),
+    ]
+    keys = {caching.fingerprint(SMALL_COMPONENT, SMALL_CONTAINER, {"rows": 3}, {}, environment=v.identity())
+            for v in variants}
+    assert len(keys | {key, backends}) == 5
+    # A custom cache key is the user's word for what the result depends on: it still replaces everything.
+    assert caching.fingerprint(SMALL_COMPONENT, SMALL_CONTAINER, {}, {}, cache_key="v1", component_name="comp-a",
+                               environment=environment.identity()) == _sha256("comp-a\0v1")
 
 
 def test_a_custom_cache_key_replaces_everything_else_but_the_component_name():

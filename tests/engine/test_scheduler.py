@@ -237,12 +237,12 @@ class _Collect:
 
 def test_a_mismatched_requirement_warns_and_runs_with_the_installed_version(tmp_path, sqlite_url):
     reporter = _Collect()
-    result = run(pipelines.old_click, tmp_path, sqlite_url, reporter=reporter)
+    result = run(pipelines.old_click, tmp_path, sqlite_url, reporter=reporter, task_env="current")
     assert result.state == "COMPLETE"
     import importlib.metadata
 
     assert reporter.warnings == [
-        f"a task asks for click==1.0 (installed: {importlib.metadata.version('click')}); "
+        f"task 'wants-old-click' asks for click==1.0 (installed: {importlib.metadata.version('click')}); "
         "running with the installed version"
     ]
 
@@ -250,9 +250,12 @@ def test_a_mismatched_requirement_warns_and_runs_with_the_installed_version(tmp_
 def test_a_missing_requirement_is_refused_before_anything_runs(tmp_path, sqlite_url):
     from kfp_lineage import errors
 
-    with pytest.raises(errors.InvalidInputError, match=r"a task needs surely-not-installed-pkg==1.0 \(not installed\); "
-                       r"kfp-lineage never installs packages"):
-        run(pipelines.missing_package, tmp_path, sqlite_url)
+    # --task-env current is the mode that refuses (auto would build an environment with the package).
+    with pytest.raises(errors.InvalidInputError, match=r"^task 'wants-missing-package' needs "
+                       r"surely-not-installed-pkg==1.0 \(not installed\); with --task-env current kfp-lineage never "
+                       r"installs packages: install it into this environment \(pip install "
+                       r"'surely-not-installed-pkg==1.0'\), or use --task-env auto$"):
+        run(pipelines.missing_package, tmp_path, sqlite_url, task_env="current")
     assert not os.path.exists(sqlite_url)
 
 

@@ -6,18 +6,23 @@ Three modes (`--task-env`, KFP_LINEAGE_TASK_ENV):
               and every requirement, kfp's pin included, met by the installed versions), else an isolated one;
     isolated  an isolated environment for every task that has a pip prefix;
     current   the runner's environment always; a missing package refuses the run, a different version is a warning.
-A task without a pip prefix (a container component) always runs as it is.
+A task without a pip prefix (a container component) always runs as it is; one whose program is not Python and is on
+this machine gets a notice that it does not run in its image (preflight.py refuses one whose program is missing).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
+import shutil
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kfp_lineage import errors
 from kfp_lineage.engine.exec import environment_spec
+from kfp_lineage.engine.exec import forkserver
 from kfp_lineage.engine.exec import interpreters
 from kfp_lineage.ir import preflight
 from kfp_lineage.ir import requirements
@@ -155,6 +160,9 @@ def plan_environments(tasks: Iterable[TaskRequest], mode: str = DEFAULT_MODE,
         labels = tuple(task.label for task in group)
         prefix = requirements.split_pip_prefix(list(first.command))
         if prefix is None:
+            notice = _host_program_notice(first, len(labels))
+            if notice:
+                notices.append(notice)
             decisions[executor] = Decision(executor, labels, CURRENT, "no pip install prefix", runner.version)
             continue
         if mode == "current":
@@ -190,6 +198,22 @@ def plan_environments(tasks: Iterable[TaskRequest], mode: str = DEFAULT_MODE,
         spec = environment_spec.spec_for_prefix(prefix, interpreter, platform)
         decisions[executor] = Decision(executor, labels, ISOLATED, reason, interpreter.version, spec)
     return EnvironmentPlan(mode=mode, decisions=decisions, notices=tuple(notices))
+
+
+_PYTHON_PROGRAM = re.compile(r"^python(?:3(?:\.\d+)?)?$")
+
+
+def _host_program_notice(task: TaskRequest, task_count: int) -> Optional[str]:
+    """For a container component whose program is this machine's and not Python, the one line saying it does not
+    run in its image; None for a Python program (it runs on the `python3` of the task's PATH), a placeholder, or a
+    program missing here (preflight refuses that)."""
+    if not task.command or forkserver.python_task_arguments(list(task.command)) is not None:
+        return None
+    program = task.command[0]
+    if "{{" in program or _PYTHON_PROGRAM.match(os.path.basename(program)) or shutil.which(program) is None:
+        return None
+    more = f" (and {task_count - 1} more task{'s' if task_count > 2 else ''})" if task_count > 1 else ""
+    return (f"task {task.label!r}{more} runs {program!r} from this machine, not in its image {task.image!r}")
 
 
 def _unmet_requirements(prefix: requirements.PipPrefix) -> List[str]:

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from packaging import utils as packaging_utils
 
@@ -135,13 +135,14 @@ class EnvironmentCache:
                            packages=_packages_from_freeze(manifest["packages"]), built=False,
                            duration=time.monotonic() - started)
 
-    def ensure(self, spec: EnvironmentSpec, label: str, uv_bin: Optional[str] = None,
+    def ensure(self, spec: EnvironmentSpec, label: Union[str, Sequence[str]], uv_bin: Optional[str] = None,
                environ: Optional[Mapping[str, str]] = None,
                on_progress: Optional[ProgressCallback] = None) -> Environment:
         """The environment for `spec`, built now when the cache does not hold it.
 
         Args:
-            label: the task (or tasks) it is for, named in progress and errors.
+            label: the task (or the tasks) it is for, named in progress and errors: `train`, or `train (and 2
+                more tasks)` and `task 'train' (and 2 more tasks): ...`.
             uv_bin: the uv executable (default: the one the `uv` package ships).
             environ: the environment uv runs with (default os.environ, less anything pointing at another venv).
 
@@ -150,6 +151,7 @@ class EnvironmentCache:
                 left in the cache.
         """
         started = time.monotonic()
+        labels = [label] if isinstance(label, str) else list(label)
         found = self.lookup(spec.digest)
         if found is not None:
             return found
@@ -166,17 +168,17 @@ class EnvironmentCache:
                 return dataclasses.replace(found, duration=time.monotonic() - started)
             if on_progress:
                 count = spec.package_count
-                on_progress(f"preparing environment for {label}: {count} package{'s' if count != 1 else ''}, "
-                            "first use")
+                on_progress(f"preparing environment for {_describe_tasks(labels)}: {count} "
+                            f"package{'s' if count != 1 else ''}, first use")
             self._discard(self.path_of(spec.digest))  # a broken one: its interpreter was removed
             self._clear_building(spec.digest)
-            path = self._build(spec, label, uv_bin or uv_installer.find_uv(), environ)
+            path = self._build(spec, _name_tasks(labels), uv_bin or uv_installer.find_uv(), environ)
         manifest = _read_manifest(path) or {"python": "", "packages": []}
         environment = Environment(digest=spec.digest, path=path, python_path=_python_in(path),
                                   python=manifest["python"], packages=_packages_from_freeze(manifest["packages"]),
                                   built=True, duration=time.monotonic() - started)
         if on_progress:
-            on_progress(f"environment for {label} ready in {environment.duration:.1f} s "
+            on_progress(f"environment for {_describe_tasks(labels)} ready in {environment.duration:.1f} s "
                         f"({len(environment.packages)} installed, {spec.digest[:12]})")
         return environment
 
@@ -222,7 +224,8 @@ class EnvironmentCache:
 
     # Building ------------------------------------------------------------------------------------------------------
 
-    def _build(self, spec: EnvironmentSpec, label: str, uv_bin: str, environ: Optional[Mapping[str, str]]) -> str:
+    def _build(self, spec: EnvironmentSpec, who: str, uv_bin: str, environ: Optional[Mapping[str, str]]) -> str:
+        """Builds the environment in .building/ and renames it into place; `who` names its tasks in errors."""
         building = os.path.join(self.root, ".building")
         os.makedirs(building, exist_ok=True)
         work = tempfile.mkdtemp(prefix=f"{spec.digest}-", dir=building)
@@ -232,19 +235,19 @@ class EnvironmentCache:
         try:
             uv_installer.run_uv([uv_bin, "venv", "--quiet", "--relocatable", "--no-python-downloads", "--python",
                      spec.interpreter, target], uv_env, self.root,
-                    lambda detail: f"task {label!r}: cannot make a Python {spec.python_version} environment from "
+                    lambda detail: f"{who}: cannot make a Python {spec.python_version} environment from "
                                    f"{spec.interpreter}: {detail}")
             python_path = _python_in(target)
             full_version = _venv_python_version(target)
             if not full_version.startswith(spec.python_version + "."):
                 raise EnvironmentBuildError(
-                    f"task {label!r}: {spec.interpreter} is Python {full_version}, not {spec.python_version}")
+                    f"{who}: {spec.interpreter} is Python {full_version}, not {spec.python_version}")
             for install in spec.installs:
                 if install.requirements:
-                    uv_installer.install_into(uv_bin, python_path, install, spec.python_version, label, uv_env,
+                    uv_installer.install_into(uv_bin, python_path, install, spec.python_version, who, uv_env,
                                               self.root)
             frozen = uv_installer.run_uv([uv_bin, "pip", "freeze", "--python", python_path], uv_env, self.root,
-                             lambda detail: f"task {label!r}: cannot list its environment's packages: {detail}")
+                             lambda detail: f"{who}: cannot list its environment's packages: {detail}")
             now = _format_time(_now())
             _write_json_atomically(os.path.join(target, MANIFEST_NAME), {
                 "digest": spec.digest, "key_sha256": environment_spec.full_digest(spec.key()), "key": spec.key(),
@@ -315,13 +318,13 @@ def prepare(specs: Mapping[str, Tuple[EnvironmentSpec, Sequence[str]]], cache: E
             and the requirement; the others that were built stay cached.
     """
     environments: Dict[str, Environment] = {}
-    missing: List[Tuple[str, EnvironmentSpec, str]] = []
+    missing: List[Tuple[str, EnvironmentSpec, Sequence[str]]] = []
     for digest, (spec, labels) in specs.items():
         found = cache.lookup(digest)
         if found is not None:
             environments[digest] = found
         else:
-            missing.append((digest, spec, _describe_tasks(labels)))
+            missing.append((digest, spec, labels))
     if not missing:
         return environments
     uv_bin = uv_bin or uv_installer.find_uv()
@@ -356,9 +359,19 @@ def _serialised(callback: ProgressCallback) -> ProgressCallback:
 
 
 def _describe_tasks(labels: Sequence[str]) -> str:
+    """`train`, `train (and 2 more tasks)`: for progress lines."""
     labels = list(dict.fromkeys(labels)) or ["a task"]
     more = len(labels) - 1
     return labels[0] + (f" (and {more} more task{'s' if more > 1 else ''})" if more else "")
+
+
+def _name_tasks(labels: Sequence[str]) -> str:
+    """`task 'train'`, `task 'train' (and 2 more tasks)`: the subject of an error."""
+    labels = list(dict.fromkeys(labels))
+    if not labels:
+        return "a task"
+    more = len(labels) - 1
+    return f"task {labels[0]!r}" + (f" (and {more} more task{'s' if more > 1 else ''})" if more else "")
 
 # Files ----------------------------------------------------------------------------------------------------------------
 

@@ -1,14 +1,16 @@
 """A warm fork server for lightweight Python component tasks.
 
 A fresh interpreter that imports kfp costs tens of milliseconds per task; most of it is the same work every time.
-The server starts once per run, imports the KFP executor once, and forks a child per task. The child is a real,
+The server starts once per run and environment, imports the KFP executor once, and forks a child per task. The child is a real,
 isolated process: its own session (so it can be killed as a group), working directory, environment, and stdout /
 stderr going to the task's log. It then does exactly what the compiled command would have done: write the
 component's source to a file and run `kfp.dsl.executor_main` on it.
 
-Tasks of any other shape (container components, another interpreter) are launched as plain subprocesses by
-fork_handler.py, which owns the run's server. Run the server with `python -m kfp_lineage.engine.exec.forkserver`;
-the protocol is one JSON object per line: requests on stdin, replies (`{"id", "pid"}` when a child started,
+Tasks of any other shape (container components) are launched as plain subprocesses by fork_handler.py, which owns
+the run's servers: one in the runner's environment, and one in each isolated task environment a task runs in. A
+server runs this file by its path (`<interpreter> .../forkserver.py`) with the interpreter of its environment, where
+kfp-lineage is not installed: the module uses the standard library only, and imports kfp only in the server. The
+protocol is one JSON object per line: requests on stdin, replies (`{"id", "pid"}` when a child started,
 `{"id", "returncode"}` when it ended) on stdout.
 """
 
@@ -201,6 +203,10 @@ def serve() -> None:
 # Client side -------------------------------------------------------------------------------------------------------
 
 
+class ServerGone(OSError):
+    """The server process has ended (or could not start: its interpreter cannot import kfp's executor)."""
+
+
 class ForkedProcess:
     """A task process forked by the server; quacks like subprocess.Popen for wait() and pid."""
 
@@ -223,9 +229,11 @@ class ForkedProcess:
 class ForkServer:
     """The client of one server process; thread-safe; start lazily, close at the end of the run."""
 
-    def __init__(self, env: Mapping[str, str]):
+    def __init__(self, env: Mapping[str, str], python: Optional[str] = None):
+        """Starts a server with the environment `env`, on `python` (an environment's interpreter; default the
+        runner's), which must have kfp installed."""
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "kfp_lineage.engine.exec.forkserver"],
+            [python or sys.executable, os.path.abspath(__file__)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -235,6 +243,7 @@ class ForkServer:
         self._lock = threading.Lock()
         self._next_id = 0
         self._processes: Dict[int, ForkedProcess] = {}
+        self.started_a_task = False  # whether a child was ever forked: a server gone before that never ran one
         self._reader = threading.Thread(target=self._read_replies, name="kfp-lineage-forkserver", daemon=True)
         self._reader.start()
 
@@ -243,7 +252,8 @@ class ForkServer:
         """Starts a task; returns once the child exists (its pid is known).
 
         Raises:
-            OSError: the server is gone.
+            ServerGone: the server is gone, before or while this task was asked for.
+            OSError: the server did not answer within 30 s.
         """
         process = ForkedProcess(["forkserver", *arguments[1:]])
         with self._lock:
@@ -256,11 +266,11 @@ class ForkServer:
                 self._process.stdin.write(line.encode() + b"\n")
                 self._process.stdin.flush()
             except (BrokenPipeError, ValueError) as e:
-                raise OSError(f"the fork server stopped: {e}") from None
+                raise ServerGone(f"the fork server stopped: {e}") from None
         if not process._started.wait(timeout=30):
             raise OSError("the fork server did not start the task within 30 s")
         if process.pid <= 0:
-            raise OSError("the fork server stopped before starting the task")
+            raise ServerGone("the fork server stopped before starting the task")
         return process
 
     def _read_replies(self) -> None:
@@ -271,6 +281,7 @@ class ForkServer:
             if process is None:
                 continue
             if "pid" in message:
+                self.started_a_task = True
                 process.pid = message["pid"]
                 process._started.set()
             else:
@@ -300,4 +311,8 @@ class ForkServer:
 
 
 if __name__ == "__main__":
+    # Started by path, Python put this file's directory first on sys.path, where its sibling modules could shadow
+    # a task's imports: the working directory takes its place, as for the compiled `python3 -m ...` command.
+    if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+        sys.path[0] = os.getcwd()
     serve()

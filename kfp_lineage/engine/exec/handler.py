@@ -1,7 +1,9 @@
 """The task-handler interface: how the scheduler has one container task run, whatever runs it.
 
-A handler is a way of running a task: every task a fresh subprocess (subprocess_handler.py), Python tasks forked
-from a warm server (fork_handler.py), and next a per-task environment or a container runtime. The scheduler makes
+A handler is a way of running a task: every task a fresh subprocess (subprocess_handler.py), or Python tasks forked
+from a warm server per environment (fork_handler.py); next, a container runtime. Which environment a task runs in
+(the runner's own, or an isolated one built for its requirements) was decided and prepared before the run: it
+comes with the launch (TaskLaunch.environment and a PATH whose `python3` is that environment's). The scheduler makes
 one handler per run through factory.create_handler, calls `run` once per task attempt from its worker threads,
 and `close` once at the end. Handlers know nothing of MLMD, caching, retries or the DAG.
 """
@@ -12,6 +14,7 @@ import abc
 import dataclasses
 import os
 import signal
+import sys
 import threading
 from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
@@ -76,6 +79,54 @@ def signal_group(process: TaskProcess, signal_number: int) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
+class TaskEnvironment:
+    """The environment the tasks of one executor run in, decided (environment_plan.py) and prepared
+    (environments.py) before the run: the runner's own, or an isolated one built for the task's requirements.
+
+    Attributes:
+        isolated: True for an isolated environment, False for the runner's own.
+        reason: why, as the plan put it (`needs kfpl-probe==1.0 (not installed)`).
+        python: the full Python version tasks run on (`3.12.1`).
+        packages: `name==version` lines: everything installed, for an isolated environment; for the runner's, the
+            task's requirements as installed there.
+        digest: the isolated environment's name in the cache ("" for the runner's).
+        path: the isolated environment's directory, a virtual environment ("" for the runner's).
+    """
+
+    isolated: bool
+    reason: str
+    python: str
+    packages: Tuple[str, ...] = ()
+    digest: str = ""
+    path: str = ""
+
+    @property
+    def python_path(self) -> str:
+        """The interpreter to run the task's Python with: the environment's, or the runner's."""
+        return os.path.join(self.path, "bin", "python") if self.isolated else sys.executable
+
+    @property
+    def bin_dir(self) -> str:
+        """The environment's `bin` (its `python3` and console scripts), first on an isolated task's PATH."""
+        return os.path.join(self.path, "bin") if self.isolated else ""
+
+    def identity(self) -> Optional[Dict[str, Any]]:
+        """What the cache fingerprint holds of an isolated environment (its digest, Python and installed versions,
+        so an upgraded package is a cache miss); None for the runner's own, whose tasks keep the backend's key."""
+        if not self.isolated:
+            return None
+        return {"digest": self.digest, "python": self.python, "packages": sorted(self.packages)}
+
+    def describe(self) -> List[str]:
+        """The lines a task's log starts with: which environment, why, and what is installed."""
+        where = f"task environment {self.digest}" if self.isolated else "the runner's environment"
+        lines = [f"kfp-lineage: {where} (Python {self.python}; {self.reason})"]
+        if self.packages:
+            lines.append(f"kfp-lineage: installed: {', '.join(self.packages)}")
+        return lines
+
+
+@dataclasses.dataclass(frozen=True)
 class TaskLaunch:
     """One attempt of one container task, fully resolved by the scheduler: what to run, with which inputs, where
     its outputs and log go, and in which directory and environment."""
@@ -92,9 +143,10 @@ class TaskLaunch:
     run_id: str
     pipeline_root: str
     cwd: str
-    env: Mapping[str, str]  # the whole environment; PATH starts with a `python3` that runs this interpreter
+    env: Mapping[str, str]  # the whole environment; the first `python3` on PATH is the task environment's
     timeout: Optional[float] = None  # seconds; None: no limit
     secret_values: Tuple[str, ...] = ()  # values to scrub from the log once the task ended
+    environment: Optional[TaskEnvironment] = None  # None: the runner's own, as for a container component
 
 
 @dataclasses.dataclass
@@ -129,6 +181,8 @@ class TaskHandler(abc.ABC):
     must be thread-safe. It gets a TaskLaunch and must:
       - start the task with launch.cwd and launch.env, its stdin empty and its stdout and stderr appended to
         launch.log_path, in a process group of its own (its session leader's pid is the group id);
+      - run its Python on its environment's interpreter: launch.env's PATH does that for a command started as it
+        is; a handler that starts Python itself uses launch.environment.python_path (the runner's when None);
       - add that process to context.processes before waiting, and discard it after;
       - kill the task's process group after launch.timeout seconds and report `timed out after N s`;
       - scrub launch.secret_values from the log once the task ended (supervision.scrub_log);

@@ -69,15 +69,18 @@ def run_uv(argv: List[str], env: Mapping[str, str], cwd: str, describe: Callable
     return completed.stdout
 
 
-def install_into(uv_bin: str, python_path: str, install: requirements.PipInstall, python_version: str, label: str,
+def install_into(uv_bin: str, python_path: str, install: requirements.PipInstall, python_version: str, who: str,
                  env: Mapping[str, str], cwd: str) -> None:
     """Installs one `pip install` of a prefix (its requirements, index options, --no-deps, --pre) into the
-    environment whose interpreter is `python_path`.
+    environment whose interpreter is `python_path`; `who` names its tasks in errors (`task 'train'`).
 
     Raises:
         EnvironmentBuildError: `task 'LABEL': cannot install REQUIREMENT on Python X.Y: <uv's reason>`.
     """
-    argv = [uv_bin, "pip", "install", "--quiet", "--python", python_path, "--no-python-downloads"]
+    # --compile-bytecode: as pip does; tasks then import from .pyc even where Python may not write it
+    # (PYTHONDONTWRITEBYTECODE, a read-only cache), and each forked task does not compile its imports again.
+    argv = [uv_bin, "pip", "install", "--quiet", "--compile-bytecode", "--python", python_path,
+            "--no-python-downloads"]
     argv += _index_arguments(install.index)
     if install.no_deps:
         argv.append("--no-deps")
@@ -87,8 +90,8 @@ def install_into(uv_bin: str, python_path: str, install: requirements.PipInstall
 
     def describe(detail: str) -> str:
         culprit = _culprit(install.requirements, detail)
-        return (f"task {label!r}: cannot install {culprit} on Python {python_version}: {detail}" if culprit
-                else f"task {label!r}: cannot install {' '.join(install.requirements)} on Python "
+        return (f"{who}: cannot install {culprit} on Python {python_version}: {detail}" if culprit
+                else f"{who}: cannot install {' '.join(install.requirements)} on Python "
                      f"{python_version}: {detail}")
 
     run_uv(argv, env, cwd, describe)

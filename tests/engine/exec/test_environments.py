@@ -153,7 +153,7 @@ def test_an_uninstallable_requirement_fails_in_one_line_and_leaves_nothing(tmp_p
 
     message = str(raised.value)
     assert "\n" not in message
-    assert message.startswith(f"task 'train (and 1 more task)': cannot install kfpl-probe==3.0 on Python "
+    assert message.startswith(f"task 'train' (and 1 more task): cannot install kfpl-probe==3.0 on Python "
                               f"{RUNNER.version}: ")
     reason = message.split(": ", 2)[2]  # uv's, as one line
     assert reason.startswith("No solution found when resolving dependencies: ") and "kfpl-probe" in reason

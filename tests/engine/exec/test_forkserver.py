@@ -111,7 +111,7 @@ def test_a_fork_server_whose_runner_is_gone_kills_its_tasks_and_exits(tmp_path):
     from tests.engine.test_scheduler import _alive
 
     fork, future, pids = _fork_task(tmp_path, tmp_path / "started")
-    server = fork._server._process
+    server = fork._servers[""]._process
     server.stdin.close()  # what a dead runner looks like from the server: the end of its requests
     outcome = future.result(timeout=30)
     assert server.wait(timeout=10) is not None
@@ -126,7 +126,7 @@ def test_a_task_dies_when_its_fork_server_is_killed(tmp_path):
     from tests.engine.test_scheduler import _alive
 
     fork, future, pids = _fork_task(tmp_path, tmp_path / "started")
-    os.kill(fork._server._process.pid, signal.SIGKILL)
+    os.kill(fork._servers[""]._process.pid, signal.SIGKILL)
     outcome = future.result(timeout=30)
     assert not outcome.succeeded
     assert not any(_alive(pid) for pid in pids)  # the task (parent-death signal) and its child (its group)
@@ -162,3 +162,28 @@ def test_a_forked_child_gets_the_parent_death_signal(tmp_path):
     except ProcessLookupError:
         pass
     server.close()
+
+
+def test_the_server_module_uses_the_standard_library_only_and_loads_without_kfp_lineage():
+    """Each isolated environment's server runs forkserver.py by path on that environment's Python, where neither
+    kfp-lineage nor (until the server imports it) kfp may be importable."""
+    import ast
+    import subprocess
+    import sys
+
+    from kfp_lineage.engine.exec import interpreters
+
+    with open(forkserver.__file__) as f:
+        tree = ast.parse(f.read())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+    assert imported - set(sys.stdlib_module_names) == {"kfp"}  # kfp: only inside the server, from its environment
+    base = interpreters.runner_interpreter().path  # the runner's base interpreter: no venv, no kfp-lineage
+    code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('fs', sys.argv[1]); "
+            "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+            "print(module.python_task_arguments(['sh', '-c', 'echo']), 'kfp_lineage' in sys.modules)")
+    completed = subprocess.run([base, "-I", "-c", code, forkserver.__file__], capture_output=True, text=True,
+                               check=True, cwd="/")
+    assert completed.stdout.split() == ["None", "False"]
