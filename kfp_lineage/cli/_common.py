@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import click
-from ml_metadata.metadata_store import metadata_store
 
 from kfp_lineage import errors
+from kfp_lineage.lineage import store_access
 from kfp_lineage.mlmd import store as store_module
+
+if TYPE_CHECKING:
+    from ml_metadata.metadata_store import metadata_store
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -64,11 +66,7 @@ def open_existing_store(url_text: str | None) -> metadata_store.MetadataStore:
         StoreError: bad URL, missing SQLite file, or unreachable server.
     """
     url = store_module.parse_store_url(url_text)
-    if url.scheme == "sqlite" and not os.path.exists(url.path):
-        raise errors.StoreError(f"no store at {url.path}: run a pipeline first, or pass --store")
-    if url.scheme == "sqlite" and os.path.isfile(url.path) and os.path.getsize(url.path) == 0:
-        # ml-metadata would write its schema into it: a read must not change the file.
-        raise errors.StoreError(f"{url.path} is empty, not an MLMD store: run a pipeline into it, or pass --store")
+    store_access.refuse_missing_store(url)
     return store_module.open_store(url)
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Dict, Sequence, Set
 
-from ml_metadata.metadata_store import metadata_store
-
 from kfp_lineage.lineage import graph as lineage_graph
 from kfp_lineage.lineage import placement
 from kfp_lineage.lineage import reader as lineage_reader
@@ -36,7 +34,7 @@ ENDPOINT_CANDIDATE_TYPES = frozenset({vocabulary.GENERIC_ARTIFACT_TYPE})
 ArtifactRef = placement.ArtifactRef
 
 
-def trace(store: metadata_store.MetadataStore, artifact: ArtifactRef, depth: int = DEFAULT_DEPTH, *,
+def trace(store: lineage_reader.Store, artifact: ArtifactRef, depth: int = DEFAULT_DEPTH, *,
           sql: bool = True) -> lineage_graph.LineageGraph:
     """The upstream lineage of an artifact: its producer, the producer's inputs, their producers, and so on, plus
     what consumed the artifact directly (its evaluations and deployments).
@@ -45,7 +43,7 @@ def trace(store: metadata_store.MetadataStore, artifact: ArtifactRef, depth: int
     execution.
 
     Args:
-        store: an open ml-metadata store.
+        store: an open ml-metadata store, or a Reader (store_access.open_reader).
         artifact: the artifact, or its id.
         depth: how many producer steps to walk; the producers at the limit are listed in `truncated` when they
             have inputs left out.
@@ -88,13 +86,13 @@ def trace(store: metadata_store.MetadataStore, artifact: ArtifactRef, depth: int
     return graph
 
 
-def impact(store: metadata_store.MetadataStore, artifact: ArtifactRef, depth: int = DEFAULT_DEPTH, *,
+def impact(store: lineage_reader.Store, artifact: ArtifactRef, depth: int = DEFAULT_DEPTH, *,
            full: bool = False, sql: bool = True) -> lineage_graph.LineageGraph:
     """Everything downstream of an artifact: the executions that read it, what they wrote, what read that, and so
     on (models, metrics, endpoints), each with its run. Cache hits that re-used an output are included.
 
     Args:
-        store: an open ml-metadata store.
+        store: an open ml-metadata store, or a Reader (store_access.open_reader).
         artifact: the artifact, or its id.
         depth: how many consumer steps to walk; artifacts at the limit that have consumers are listed in
             `truncated`.

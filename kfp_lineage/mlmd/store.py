@@ -6,10 +6,11 @@ import dataclasses
 import os
 import time
 import urllib.parse
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from ml_metadata.metadata_store import metadata_store
-from ml_metadata.proto import metadata_store_pb2
+if TYPE_CHECKING:  # imported where used: the read commands' SQL path runs without ml-metadata
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
 
 from kfp_lineage import errors
 
@@ -46,6 +47,8 @@ class StoreURL:
 
     def connection_config(self) -> metadata_store_pb2.ConnectionConfig:
         """The ml-metadata ConnectionConfig for this URL."""
+        from ml_metadata.proto import metadata_store_pb2
+
         config = metadata_store_pb2.ConnectionConfig()
         if self.scheme == "sqlite":
             config.sqlite.filename_uri = self.path
@@ -153,6 +156,8 @@ def open_store(url: StoreURL) -> metadata_store.MetadataStore:
     Raises:
         StoreError: the store cannot be opened; the message names the redacted URL and the cause.
     """
+    from ml_metadata.metadata_store import metadata_store
+
     if url.scheme == "sqlite":
         directory = os.path.dirname(url.path)
         try:
