@@ -38,6 +38,8 @@ COMMAND_MODULES: Dict[str, Tuple[str, str, str]] = {
     "impact": ("lineage_commands", "impact_command",
                "Show everything downstream of an artifact, grouped by run: the tasks that read it, what they wrote "
                "(models, metrics, endpoints), and so on down."),
+    "index": ("store_commands", "index_command",
+              "Add kfp-lineage's lineage-walk indexes to an existing store."),
     "recover": ("integrity_commands", "recover_command",
                 "Mark the RUNNING executions of runs whose runner was killed as FAILED."),
     "run": ("run_commands", "run_command",

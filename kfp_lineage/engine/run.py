@@ -12,6 +12,7 @@ from kfp_lineage import errors, run_ids
 from kfp_lineage.engine import scheduler as orchestrator
 from kfp_lineage.ir import preflight
 from kfp_lineage.engine import progress
+from kfp_lineage.mlmd import indexes as store_indexes
 from kfp_lineage.mlmd import recorder
 from kfp_lineage.ir import spec
 from kfp_lineage.mlmd import store as store_module
@@ -84,7 +85,7 @@ def run_pipeline(
             )
         reporter.warn(f"a task asks for {problem.describe()}; running with the installed version")
     url = store if isinstance(store, store_module.StoreURL) else store_module.parse_store_url(store)
-    metadata_store = store_module.open_store(url)
+    metadata_store = store_indexes.open_run_store(url)  # a store it creates gets kfp-lineage's indexes
     options = orchestrator.RunOptions(
         pipeline_root=os.path.abspath(pipeline_root or DEFAULT_PIPELINE_ROOT),
         run_id=run_id,

@@ -13,14 +13,17 @@ from kfp_lineage.lineage import reader as lineage_reader
 from kfp_lineage.lineage import runs as lineage_runs
 from kfp_lineage.lineage import sqlite_reader as lineage_sql
 from kfp_lineage.lineage import walk
+from kfp_lineage.mlmd import indexes as store_indexes
+from kfp_lineage.mlmd import store as store_module
 from tests import conftest
 from tests.lineage.support import as_json
 from tests.lineage_stores import CACHED, COMPLETE, FAILED, Builder, training_run
 
 
+@pytest.mark.parametrize("indexed", [False, True], ids=["mlmd-schema", "kfpl-indexes"])
 @pytest.mark.parametrize("build", ["training", "loops", "cache", "failures", "vertex"])
 @pytest.mark.parametrize("view", ["trace", "impact", "impact-full", "artifact", "run"])
-def test_the_sql_reader_returns_exactly_what_ml_metadata_returns(tmp_path, build, view):
+def test_the_sql_reader_returns_exactly_what_ml_metadata_returns(tmp_path, build, view, indexed):
     store = conftest.open_store(str(tmp_path / "m.sqlite"))
     builder = Builder(store, **({"dag_type": "system.DagExecution", "root_type": "system.Run"}
                                 if build == "vertex" else {}))
@@ -39,6 +42,9 @@ def test_the_sql_reader_returns_exactly_what_ml_metadata_returns(tmp_path, build
             loop_run.task("train", {"data": source}, {"model": ("system.Model", {"flag": True})},
                           parent=iteration, parameters={"nested": {"a": [1, 2]}})
     model = runs[0].outputs[("train", "model")]
+    if indexed:  # kfp-lineage's covering indexes (mlmd/indexes.py) change no result
+        store_indexes.add_indexes(store_module.parse_store_url(str(tmp_path / "m.sqlite")))
+        store = conftest.open_store(str(tmp_path / "m.sqlite"))
     call = {
         "trace": lambda sql: walk.trace(store, model, sql=sql),
         "impact": lambda sql: walk.impact(store, source, sql=sql),
