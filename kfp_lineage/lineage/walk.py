@@ -8,7 +8,9 @@ walked again, so cycles and diamonds end, and `depth` bounds long chains.
 
 from __future__ import annotations
 
-from typing import Dict, Sequence, Set
+import contextlib
+import gc
+from typing import Dict, Iterator, Sequence, Set
 
 from kfp_lineage.lineage import graph as lineage_graph
 from kfp_lineage.lineage import placement
@@ -56,6 +58,12 @@ def trace(store: lineage_reader.Store, artifact: ArtifactRef, depth: int = DEFAU
         InvalidInputError: no artifact has this id.
     """
     reader = lineage_reader.reader_for(store, sql)
+    with collector_paused():
+        return _trace(reader, artifact, depth)
+
+
+def _trace(reader: lineage_reader.Reader, artifact: ArtifactRef, depth: int) -> lineage_graph.LineageGraph:
+    """trace's walk, level by level, with its reader."""
     graph = lineage_graph.LineageGraph(view="trace", depth=depth)
     root_id = placement.start_graph(reader, graph, artifact)
     root_events = reader.events(artifact_ids=[root_id])
@@ -110,7 +118,23 @@ def impact(store: lineage_reader.Store, artifact: ArtifactRef, depth: int = DEFA
         InvalidInputError: no artifact has this id.
     """
     reader = lineage_reader.reader_for(store, sql)
-    return _impact(reader, artifact, depth, full)
+    with collector_paused():
+        return _impact(reader, artifact, depth, full)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Holds Python's cyclic garbage collector off for a walk. A large walk allocates tens of thousands of rows,
+    nodes and events that form no reference cycle; the collector's passes over them while they pile up cost about
+    a fifth of an impact over 1,000 runs. It runs again (and catches up) when the walk returns or raises."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _impact(reader: lineage_reader.Reader, artifact: ArtifactRef, depth: int, full: bool
