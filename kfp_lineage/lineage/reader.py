@@ -6,9 +6,11 @@ Two readers implement it with the same results:
 - `mlmd_reader.MlmdReader`: plain ml-metadata calls (no filter_query), for every store.
 - `sqlite_reader.SqliteReader`: read-only SQL on the MLMD schema (version 10, ml-metadata 1.14 to 1.17) of a
   SQLite store, several times faster for large walks (bench/results-queries.md).
+- `server_reader.ServerReader`: the same on a MySQL/MariaDB or PostgreSQL store, through PyMySQL or psycopg
+  (the optional extras kfp-lineage[mysql] and kfp-lineage[postgresql]).
 
-`reader_for(store)` picks the SQL reader for a SQLite store with a known schema and falls back to ml-metadata
-otherwise (MySQL, PostgreSQL, gRPC, unknown schema version). `store_access.open_reader(url)` opens a reader from
+`reader_for(store)` picks a SQL reader for a store with a known schema and falls back to ml-metadata otherwise
+(no driver installed, gRPC, unknown schema version). `store_access.open_reader(url)` opens a reader from
 a store URL without ml-metadata where a SQL reader applies (SQLite, and MySQL/PostgreSQL with their driver).
 """
 
@@ -119,9 +121,30 @@ def _make_reader(store: metadata_store.MetadataStore, sql: bool) -> Reader:
             return sqlite_reader.SqliteReader(path)
         except ValueError:
             pass
+    server = _server_config(store) if sql else None
+    if server:
+        from kfp_lineage.lineage import server_reader
+
+        try:
+            return server_reader.connect(*server)
+        except (ImportError, ValueError):
+            pass  # no driver, or not a schema it knows: ml-metadata reads it
     from kfp_lineage.lineage import mlmd_reader
 
     return mlmd_reader.MlmdReader(store)
+
+
+def _server_config(store: metadata_store.MetadataStore) -> Optional[Tuple[str, str, int, str, str, str]]:
+    """(kind, host, port, user, password, database) of a store opened on MySQL or PostgreSQL, else None."""
+    config = getattr(store, "_config", None)  # ml-metadata keeps the ConnectionConfig it was opened with
+    kind = config.WhichOneof("config") if hasattr(config, "WhichOneof") else None
+    if kind == "mysql":
+        c = config.mysql
+        return "mysql", c.host, c.port or 3306, c.user, c.password, c.database
+    if kind == "postgresql":
+        c = config.postgresql
+        return "postgresql", c.host or c.hostaddr, int(c.port or 5432), c.user, c.password, c.dbname
+    return None
 
 
 def sqlite_path(store: metadata_store.MetadataStore) -> Optional[str]:

@@ -3,8 +3,8 @@
 `SqliteReader` implements reader.Reader with the results of `mlmd_reader.MlmdReader` (tests/lineage checks they
 agree) and is several times faster on large walks (bench/results-queries.md). It opens the file read-only, never
 writes, and refuses a schema version it was not written for, so `reader.reader_for` falls back to ml-metadata
-calls. MySQL and PostgreSQL stores are always read through ml-metadata: this project ships no driver
-for them, and their MLMD schemas type some columns differently (booleans).
+calls. MySQL/MariaDB and PostgreSQL stores have their own SQL reader (server_reader.py): their schemas type
+some columns differently (booleans) and neither coalesces a string with a number as SQLite does.
 
 On a store with kfp-lineage's covering indexes (mlmd/indexes.py: stores the runner creates, or `kfp-lineage
 index`) the statements read property values and event keys from those indexes alone; the results are the same.

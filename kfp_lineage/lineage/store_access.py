@@ -1,9 +1,10 @@
 """Opening a store for reading: the read-only SQL reader where one applies, ml-metadata otherwise.
 
 `open_reader(url)` is what the read commands (`trace`, `impact`, `runs`, `show`) use. A SQLite store whose MLMD
-schema the SQL reader knows is read with Python's sqlite3 alone, so those commands start without importing
-ml-metadata or protobuf; any other store (an unknown schema version, a server without its driver installed,
-gRPC) is opened with ml-metadata and read through its API, with the same results.
+schema the SQL reader knows is read with Python's sqlite3 alone, a MySQL/MariaDB or PostgreSQL store with its
+driver (server_reader.py), so those commands start without importing ml-metadata; any other store (an unknown
+schema version, a server without its driver installed or a database that does not exist yet, gRPC) is opened
+with ml-metadata and read through its API, with the same results.
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ def open_reader(url: store_module.StoreURL, sql: bool = True) -> lineage_reader.
             return sqlite_reader.SqliteReader(url.path)
         except ValueError:
             pass  # not a schema the SQL reader knows: ml-metadata reads it (or says what is wrong with it)
+    if sql and url.scheme in ("mysql", "postgresql"):
+        from kfp_lineage.lineage import server_reader
+
+        try:
+            return server_reader.connect(url.scheme, url.host, url.port, url.user, url.password, url.database)
+        except (ImportError, ValueError):
+            pass  # no driver, no such database, or an unknown schema: ml-metadata opens it as before
     from kfp_lineage.lineage import mlmd_reader
 
     return mlmd_reader.MlmdReader(store_module.open_store(url))

@@ -102,3 +102,15 @@ def test_commands_reading_through_ml_metadata_import_neither_kfp_nor_aiplatform(
 def test_an_unknown_command_is_a_usage_error(tmp_path):
     completed, _ = run_cli(tmp_path, "tracee")
     assert completed.returncode == 2 and "No such command 'tracee'" in completed.stderr
+
+
+@pytest.mark.parametrize("kind", ["mysql", "postgresql"])
+def test_read_commands_on_a_server_store_with_its_driver_import_no_ml_metadata(tmp_path, kind):
+    url = conftest.fresh_database_url(kind)
+    builder = Builder(conftest.open_store(url))
+    training_run(builder, "r1", builder.artifact("system.Dataset", "bq://project.data.events", name="source"))
+    for args in (["trace", "r1/train/model"], ["runs"]):
+        completed, modules = run_cli(tmp_path, *args, "--store", url)
+        assert completed.returncode == 0, completed.stderr
+        assert "r1" in completed.stdout
+        assert [p for p in HEAVY if loaded(modules, p)] == []
