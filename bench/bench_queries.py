@@ -28,6 +28,7 @@ import time
 from importlib import metadata as importlib_metadata
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
+os.environ.setdefault("GLOG_minloglevel", "1")  # before ml-metadata loads: no INFO line per server connection
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
