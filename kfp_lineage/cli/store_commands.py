@@ -37,7 +37,7 @@ def index_command(store: Optional[str], drop: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.to_json(), sort_keys=True))
         return
-    origin = f"created by {report.created_by}" if report.created_by else "not created by kfp-lineage"
+    origin = f"created by {report.created_by}" if report.created_by else "not marked as created by kfp-lineage"
     if drop:
         click.echo(f"dropped {len(report.present)} indexes from {report.store} ({origin}) in {report.seconds:.2f} s")
         return

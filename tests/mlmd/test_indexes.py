@@ -113,7 +113,8 @@ def test_a_store_made_elsewhere_is_indexed_only_on_request_then_kept_current(tmp
     assert index_names(store) == []
     result = CliRunner().invoke(cli.main, ["index", "--store", str(store)])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[0].startswith(f"indexed sqlite:///{store} (not created by kfp-lineage) in ")
+    assert result.output.splitlines()[0].startswith(
+        f"indexed sqlite:///{store} (not marked as created by kfp-lineage) in ")
     assert f"  added   {OURS[0]}" in result.output and ": 4 added, 0 present already" in result.output
     assert marker(store) == {"index_version": str(indexes.INDEX_VERSION)}
     with sqlite3.connect(store) as connection:  # a later kfp-lineage adds an index: runs add it to marked stores
