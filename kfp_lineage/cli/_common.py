@@ -8,13 +8,16 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 import click
-from ml_metadata.metadata_store import metadata_store
 
 from kfp_lineage import errors
+from kfp_lineage.lineage import store_access
 from kfp_lineage.mlmd import store as store_module
+
+if TYPE_CHECKING:
+    from ml_metadata.metadata_store import metadata_store
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_TERMINATED = 143  # SIGTERM: 128 + 15, as a shell reports a process SIGTERM killed
@@ -146,11 +149,7 @@ def open_existing_store(url_text: str | None) -> metadata_store.MetadataStore:
         from kfp_lineage.remote import vertex_lineage
 
         return vertex_lineage.open_vertex_run(url)  # type: ignore[arg-type]
-    if url.scheme == "sqlite" and not os.path.exists(url.path):
-        raise errors.StoreError(f"no store at {url.path}: run a pipeline first, or pass --store")
-    if url.scheme == "sqlite" and os.path.isfile(url.path) and os.path.getsize(url.path) == 0:
-        # ml-metadata would write its schema into it: a read must not change the file.
-        raise errors.StoreError(f"{url.path} is empty, not an MLMD store: run a pipeline into it, or pass --store")
+    store_access.refuse_missing_store(url)
     return store_module.open_store(url)
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import click
 
@@ -11,12 +12,15 @@ from kfp_lineage import errors
 from kfp_lineage.lineage import graph as lineage_graph
 from kfp_lineage.lineage import describe as lineage_describe
 from kfp_lineage.lineage import references
+from kfp_lineage.lineage import reader as lineage_reader
 from kfp_lineage.lineage import runs as lineage_runs
+from kfp_lineage.lineage import store_access
 from kfp_lineage.lineage import walk
 from kfp_lineage.lineage.render import graph as render_graph
 from kfp_lineage.lineage.render import html_page as render_html
 from kfp_lineage.lineage.render import text as render_text
 from kfp_lineage.cli import _common
+from kfp_lineage.mlmd import store as store_module
 
 FORMATS = ("text", "json", "dot", "mermaid", "html")
 
@@ -31,6 +35,16 @@ output_option = click.option(
 depth_option = click.option(
     "--depth", type=click.IntRange(min=0), default=walk.DEFAULT_DEPTH, show_default=True,
     help="How many steps to walk.")
+
+
+@contextlib.contextmanager
+def _reading(store: Optional[str]) -> Iterator[lineage_reader.Reader]:
+    """A reader of the --store store (the SQL reader when it applies), closed afterwards."""
+    reader = store_access.open_reader(store_module.parse_store_url(store))
+    try:
+        yield reader
+    finally:
+        reader.close()
 
 
 def _chosen_format(output_format: str, as_json: bool) -> str:
@@ -97,8 +111,8 @@ def trace_command(artifact: str, store: Optional[str], depth: int, output_format
     """
     output_format = _chosen_format(output_format, as_json)
     with _common.errors_to_exit_codes():
-        metadata_store = _common.open_existing_store(store)
-        graph = walk.trace(metadata_store, references.find_artifact(metadata_store, artifact), depth=depth)
+        with _reading(store) as reader:
+            graph = walk.trace(reader, references.resolve_artifact(reader, artifact), depth=depth)
     _emit(graph, output_format, f"trace of {_name(graph.root)}", output,
           render_text.trace_text)
 
@@ -125,9 +139,9 @@ def impact_command(artifact: str, store: Optional[str], depth: int, output_forma
     """
     output_format = _chosen_format(output_format, as_json)
     with _common.errors_to_exit_codes():
-        metadata_store = _common.open_existing_store(store)
-        graph = walk.impact(metadata_store, references.find_artifact(metadata_store, artifact), depth=depth,
-                               full=output_format != "text")
+        with _reading(store) as reader:
+            graph = walk.impact(reader, references.resolve_artifact(reader, artifact), depth=depth,
+                                full=output_format != "text")
     _emit(graph, output_format, f"impact of {_name(graph.root)}", output, render_text.impact_text)
 
 
@@ -149,8 +163,8 @@ def runs_command(store: Optional[str], pipeline: Optional[str], limit: int, outp
       kfp-lineage runs --pipeline training --limit 5 --format json
     """
     with _common.errors_to_exit_codes():
-        metadata_store = _common.open_existing_store(store)
-        runs = lineage_runs.list_runs(metadata_store, pipeline=pipeline, limit=limit)
+        with _reading(store) as reader:
+            runs = lineage_runs.list_runs(reader, pipeline=pipeline, limit=limit)
     if as_json or output_format == "json":
         data = {"format_version": lineage_graph.JSON_FORMAT_VERSION, "runs": [r.to_json() for r in runs]}
         click.echo(json.dumps(data, indent=2, sort_keys=True))
@@ -180,8 +194,8 @@ def show_command(reference: str, store: Optional[str], output_format: str, as_js
     """
     output_format = _chosen_format(output_format, as_json)
     with _common.errors_to_exit_codes():
-        metadata_store = _common.open_existing_store(store)
-        graph = lineage_describe.describe(metadata_store, reference)
+        with _reading(store) as reader:
+            graph = lineage_describe.describe(reader, reference)
     if graph.view == "run":
         title, text = f"run {graph.run_id}", render_text.run_text
     else:

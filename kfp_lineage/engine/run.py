@@ -19,6 +19,7 @@ from kfp_lineage.engine import task_environments
 from kfp_lineage.engine.exec import environment_plan
 from kfp_lineage.engine.exec import environments
 from kfp_lineage.engine.exec import factory
+from kfp_lineage.mlmd import indexes as store_indexes
 from kfp_lineage.mlmd import recorder
 from kfp_lineage.ir import spec
 from kfp_lineage.mlmd import store as store_module
@@ -111,7 +112,7 @@ def run_pipeline(
     _check_target(loaded, values, target, strict, reporter)
     by_executor = task_environments.prepare_task_environments(
         loaded.spec, mode, environments.resolve_cache_dir(env_cache, os.environ), reporter)
-    metadata_store = store_module.open_store(url)
+    metadata_store = store_indexes.open_run_store(url)  # a store it creates gets kfp-lineage's indexes
     options = results.RunOptions(
         pipeline_root=os.path.abspath(pipeline_root or DEFAULT_PIPELINE_ROOT),
         run_id=run_id,

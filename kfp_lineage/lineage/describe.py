@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from ml_metadata.metadata_store import metadata_store
-
 from kfp_lineage import errors
 from kfp_lineage.lineage import graph as lineage_graph
 from kfp_lineage.lineage import placement
 from kfp_lineage.lineage import reader as lineage_reader
 from kfp_lineage.lineage import references
 from kfp_lineage.lineage import runs
-from kfp_lineage.mlmd import vocabulary
+
+Store = lineage_reader.Store  # an open ml-metadata store, or a Reader
 
 
-def describe(store: metadata_store.MetadataStore, reference: str, *, sql: bool = True
-             ) -> lineage_graph.LineageGraph:
+def describe(store: Store, reference: str, *, sql: bool = True) -> lineage_graph.LineageGraph:
     """A run (by run id or `latest`) or else an artifact (by id, URI or RUN_ID/TASK/OUTPUT), described.
 
     Args:
-        store: an open ml-metadata store.
+        store: an open ml-metadata store, or a Reader.
         reference: what the user typed after `kfp-lineage show`.
         sql: allow the read-only SQL reader on SQLite stores.
 
@@ -28,23 +26,24 @@ def describe(store: metadata_store.MetadataStore, reference: str, *, sql: bool =
     Raises:
         InvalidInputError: nothing matches, or an artifact reference is ambiguous.
     """
-    if reference == references.LATEST or store.get_context_by_type_and_name(vocabulary.RUN_CONTEXT_TYPE, reference):
-        return describe_run(store, reference, sql=sql)
+    reader = lineage_reader.reader_for(store, sql)
+    if reference == references.LATEST or reader.run(reference) is not None:
+        return describe_run(reader, reference)
     if "/" not in reference and "://" not in reference and not reference.isdigit():
-        references.refuse_empty_store(store)
+        references.refuse_empty_store(reader)
         raise errors.InvalidInputError(
             f"no run or artifact {reference!r} in this store: pass a run id (`kfp-lineage runs` lists them), "
             "an artifact id, a URI or RUN_ID/TASK/OUTPUT")
-    return describe_artifact(store, references.find_artifact(store, reference), sql=sql)
+    return describe_artifact(reader, references.resolve_artifact(reader, reference))
 
 
-def describe_artifact(store: metadata_store.MetadataStore, artifact: placement.ArtifactRef, *,
-                      sql: bool = True) -> lineage_graph.LineageGraph:
+def describe_artifact(store: Store, artifact: placement.ArtifactRef, *, sql: bool = True
+                      ) -> lineage_graph.LineageGraph:
     """One artifact with all its properties, the execution that made it, cache hits that re-used it, and the
     executions that read it (DAG executions that only passed it on are left out).
 
     Args:
-        store: an open ml-metadata store.
+        store: an open ml-metadata store, or a Reader.
         artifact: the artifact, its id, or a reference as the CLI takes it ("13", a URI, RUN_ID/TASK/OUTPUT).
         sql: allow the read-only SQL reader on SQLite stores.
 
@@ -54,7 +53,7 @@ def describe_artifact(store: metadata_store.MetadataStore, artifact: placement.A
     Raises:
         InvalidInputError: no artifact has this id.
     """
-    artifact = references.resolve_artifact(store, artifact)
+    artifact = references.artifact_ref(store, artifact)
     reader = lineage_reader.reader_for(store, sql)
     graph = lineage_graph.LineageGraph(view="artifact")
     root_id = placement.start_graph(reader, graph, artifact)
@@ -71,13 +70,12 @@ def describe_artifact(store: metadata_store.MetadataStore, artifact: placement.A
     return graph
 
 
-def describe_run(store: metadata_store.MetadataStore, run_id: str, *, sql: bool = True
-                 ) -> lineage_graph.LineageGraph:
+def describe_run(store: Store, run_id: str, *, sql: bool = True) -> lineage_graph.LineageGraph:
     """One run: every execution (DAGs included, each with its task path), the artifacts they read and wrote, and
     the run's summary (state, start, end, task counts) in `graph.runs[run_id]`.
 
     Args:
-        store: an open ml-metadata store.
+        store: an open ml-metadata store, or a Reader.
         run_id: a run id, or `latest`.
         sql: allow the read-only SQL reader on SQLite stores.
 

@@ -39,6 +39,9 @@ class MlmdReader:
         self.store = store
         self._types: Dict[str, Dict[int, str]] = {"artifact": {}, "execution": {}}
 
+    def close(self) -> None:
+        """Nothing to release: ml-metadata closes its connection when the store object goes away."""
+
     def _type_name(self, kind: str, type_id: int, fallback: str) -> str:
         names = self._types[kind]
         if type_id not in names:

@@ -6,15 +6,16 @@ task name. Shared by the walks (walk.py) and the descriptions (describe.py).
 from __future__ import annotations
 
 import collections
-from typing import Dict, Iterable, List, Optional, Sequence, Union
-
-from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Union
 
 from kfp_lineage import errors
 from kfp_lineage import task_paths as task_paths_module
 from kfp_lineage.lineage import graph as lineage_graph
 from kfp_lineage.lineage import reader as lineage_reader
 from kfp_lineage.mlmd import vocabulary
+
+if TYPE_CHECKING:
+    from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 # Parent DAG chains longer than this are treated as broken (a cycle in parent_dag_id).
 _MAX_NESTING = 1000
@@ -24,7 +25,7 @@ _MAX_NESTING = 1000
 PLACE_PROPERTIES = (vocabulary.TASK_NAME, vocabulary.PARENT_DAG_ID)
 
 # A str is any reference `kfp-lineage trace` takes: an id ("13"), a URI or RUN_ID/TASK/OUTPUT (references.py).
-ArtifactRef = Union[mlmd_pb.Artifact, lineage_graph.Artifact, int, str]
+ArtifactRef = Union["mlmd_pb.Artifact", lineage_graph.Artifact, int, str]
 
 
 def start_graph(reader: lineage_reader.Reader, graph: lineage_graph.LineageGraph, artifact: ArtifactRef) -> int:

@@ -4,28 +4,26 @@ say what is missing and where to look.
 
 from __future__ import annotations
 
-from typing import Any
-
-from ml_metadata.metadata_store import metadata_store
-from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
+from typing import TYPE_CHECKING, Any
 
 from kfp_lineage import errors, task_paths
 from kfp_lineage.lineage import graph as lineage_graph
-from kfp_lineage.lineage import mlmd_reader
 from kfp_lineage.lineage import placement
 from kfp_lineage.lineage import reader as lineage_reader
 from kfp_lineage.mlmd import vocabulary
 
+if TYPE_CHECKING:
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
+
 LATEST = "latest"  # the newest run, wherever a run id is read
 
 
-_LATEST_WINDOW = 20  # how many of the newest runs `latest` looks through for a finished one
-
-
-def resolve_artifact(store: metadata_store.MetadataStore, artifact: Any) -> Any:
-    """`artifact` as trace/impact/describe take it: a str reference is looked up (find_artifact), as the CLI does;
-    an id, an MLMD artifact or a graph artifact is returned as it is."""
-    return find_artifact(store, artifact) if isinstance(artifact, str) else artifact
+def artifact_ref(store: Any, artifact: Any) -> Any:
+    """`artifact` as trace/impact/describe take it: a str reference (an id, a URI, RUN_ID/TASK/OUTPUT) is looked
+    up on `store` (a store or a Reader) as the CLI does; an id, an MLMD artifact or a graph artifact is returned
+    as it is."""
+    return resolve_artifact(lineage_reader.reader_for(store), artifact) if isinstance(artifact, str) else artifact
 
 
 def find_artifact(store: metadata_store.MetadataStore, reference: str) -> mlmd_pb.Artifact:
@@ -45,46 +43,53 @@ def find_artifact(store: metadata_store.MetadataStore, reference: str) -> mlmd_p
         InvalidInputError: nothing matches (the message says why: no such id, URI, run, task or output, or an
             empty store), or a URI or task output matches several artifacts (their ids are listed).
     """
+    found = resolve_artifact(lineage_reader.reader_for(store), reference)
+    return store.get_artifacts_by_id([found.id])[0]
+
+
+def resolve_artifact(reader: lineage_reader.Reader, reference: str) -> lineage_graph.Artifact:
+    """find_artifact on a reader: the same lookups and errors, the artifact as a lineage graph node.
+
+    Raises:
+        InvalidInputError: as find_artifact.
+    """
     if reference.isdigit():
-        found = store.get_artifacts_by_id([int(reference)])
+        found = reader.artifacts([int(reference)])
         if not found:
-            refuse_empty_store(store)
+            refuse_empty_store(reader)
             raise errors.InvalidInputError(
                 f"no artifact with id {reference} in this store: `kfp-lineage runs` and `kfp-lineage show RUN_ID` "
                 "list the artifacts"
             )
-        return found[0]
+        return found[int(reference)]
     if "://" not in reference and not reference.startswith("/") and reference.count("/") >= 2:
-        return _find_task_output(store, reference)
-    found = store.get_artifacts_by_uri(reference)
-    if not found:
-        refuse_empty_store(store)
+        return _find_task_output(reader, reference)
+    by_uri = reader.artifacts_by_uri(reference)
+    if not by_uri:
+        refuse_empty_store(reader)
         raise errors.InvalidInputError(
             f"no artifact has URI {reference}: pass an artifact id, a URI, or RUN_ID/TASK/OUTPUT"
         )
-    if len(found) > 1:
-        ids = ", ".join(str(a.id) for a in sorted(found, key=lambda a: a.id))
-        raise errors.InvalidInputError(f"{len(found)} artifacts have URI {reference} (ids {ids}): pass one id")
-    return found[0]
+    if len(by_uri) > 1:
+        ids = ", ".join(str(i) for i in sorted(by_uri))
+        raise errors.InvalidInputError(f"{len(by_uri)} artifacts have URI {reference} (ids {ids}): pass one id")
+    return next(iter(by_uri.values()))
 
 
-def refuse_empty_store(store: metadata_store.MetadataStore) -> None:
+def refuse_empty_store(store: lineage_reader.Store) -> None:
     """Raises the error that explains an empty store (no artifacts, or runs with parameters only); returns when
-    the store has artifacts."""
-    if store.get_artifacts(list_options=metadata_store.ListOptions(limit=1)):
+    the store has artifacts. `store` is an ml-metadata store or a Reader."""
+    reader = lineage_reader.reader_for(store)
+    if reader.has_artifacts():
         return
-    if mlmd_reader.MlmdReader(store).runs(1):
+    if reader.runs(1):
         raise errors.InvalidInputError(
             "this store's runs recorded no artifacts (only parameters): `kfp-lineage show RUN_ID` shows a run")
     raise errors.InvalidInputError("the store has no artifacts yet: run a pipeline with `kfp-lineage run` first")
 
 
 def latest_run(store: metadata_store.MetadataStore) -> mlmd_pb.Context:
-    """The most recently created system.PipelineRun context among runs that finished.
-
-    A run kfp-lineage is still recording (or whose runner died before `recover`) has `runner_state` RUNNING and is
-    passed over, so `trace latest/train/model` never reads a half-written run. Runs the KFP backend recorded carry
-    no `runner_state` and always count as finished.
+    """The most recently created system.PipelineRun context.
 
     Args:
         store: an open ml-metadata store.
@@ -93,39 +98,18 @@ def latest_run(store: metadata_store.MetadataStore) -> mlmd_pb.Context:
         The run's context.
 
     Raises:
-        InvalidInputError: the store has no runs, or none of its newest runs has finished.
+        InvalidInputError: the store has no runs.
     """
-    runs = mlmd_reader.MlmdReader(store).runs(_LATEST_WINDOW)
-    if not runs:
-        raise errors.InvalidInputError("the store has no pipeline runs yet: run one with `kfp-lineage run`")
-    for run in runs:  # newest first; usually the first one is finished, so this is one call
-        context = store.get_context_by_type_and_name(vocabulary.RUN_CONTEXT_TYPE, run.run_id)
-        if context is not None and _finished(context):
-            return context
-    raise errors.InvalidInputError(
-        f"no finished run among the newest {len(runs)}: run {runs[0].run_id} is still being recorded (or its runner "
-        "died: `kfp-lineage recover`); name a run id instead of `latest`")
+    run = find_run(lineage_reader.reader_for(store), LATEST)
+    return store.get_context_by_type_and_name(vocabulary.RUN_CONTEXT_TYPE, run.run_id)
 
 
-def _finished(context: mlmd_pb.Context) -> bool:
-    state = context.custom_properties.get(vocabulary.RUNNER_STATE)
-    return state is None or state.string_value != "RUNNING"
-
-
-def _find_run_context(store: metadata_store.MetadataStore, run_id: str) -> mlmd_pb.Context:
-    run = latest_run(store) if run_id == LATEST else store.get_context_by_type_and_name(
-        vocabulary.RUN_CONTEXT_TYPE, run_id)
-    if run is None:
-        raise errors.InvalidInputError(f"no run {run_id!r} in this store: `kfp-lineage runs` lists them")
-    return run
-
-
-def _find_task_output(store: metadata_store.MetadataStore, reference: str) -> mlmd_pb.Artifact:
+def _find_task_output(reader: lineage_reader.Reader, reference: str) -> lineage_graph.Artifact:
     run_id, rest = reference.split("/", 1)
     task_path, output = rest.rsplit("/", 1)
-    run = _find_run_context(store, run_id)
-    reader = mlmd_reader.MlmdReader(store)
-    executions = reader.run_executions(run.id)
+    run = find_run(reader, run_id)
+    name = run.run_id
+    executions = reader.run_executions(run.context_id)
     paths = placement.task_paths(executions)
     wanted = task_paths.normalize_path(task_path)
     tasks = [e for e in executions if paths.get(e.id) == wanted]
@@ -133,24 +117,24 @@ def _find_task_output(store: metadata_store.MetadataStore, reference: str) -> ml
         tasks = [e for e in executions if not e.is_dag and e.task_name == task_path]
     if not tasks:
         raise errors.InvalidInputError(
-            f"run {run.name} has no task {task_path!r}: `kfp-lineage show {run.name}` lists its tasks")
+            f"run {name} has no task {task_path!r}: `kfp-lineage show {name}` lists its tasks")
     if all(e.is_dag for e in tasks):
         raise errors.InvalidInputError(
-            f"{task_path!r} in run {run.name} is a pipeline or control-flow group, whose outputs are its tasks' "
-            f"outputs: name the inner task (`kfp-lineage show {run.name}` lists them)")
+            f"{task_path!r} in run {name} is a pipeline or control-flow group, whose outputs are its tasks' "
+            f"outputs: name the inner task (`kfp-lineage show {name}` lists them)")
     tasks = [e for e in tasks if not e.is_dag]
     events = reader.events(execution_ids=sorted(e.id for e in tasks), types=("OUTPUT",))
     ids = sorted({e.artifact_id for e in events if e.key == output})
     if not ids:
         raise errors.InvalidInputError(
-            f"task {task_path!r} of run {run.name} recorded no output {output!r}: "
-            f"`kfp-lineage show {run.name}` lists its outputs")
+            f"task {task_path!r} of run {name} recorded no output {output!r}: "
+            f"`kfp-lineage show {name}` lists its outputs")
     if len(ids) > 1:
         raise errors.InvalidInputError(
-            f"task {task_path!r} of run {run.name} has {len(ids)} outputs {output!r} (ids "
+            f"task {task_path!r} of run {name} has {len(ids)} outputs {output!r} (ids "
             f"{', '.join(map(str, ids))}): pass one id"
         )
-    return store.get_artifacts_by_id(ids)[0]
+    return reader.artifacts(ids)[ids[0]]
 
 
 def find_run(reader: lineage_reader.Reader, run_id: str) -> lineage_graph.Run:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import collections
 from typing import List, Optional, Sequence
 
-from ml_metadata.metadata_store import metadata_store
-
 from kfp_lineage import errors
 from kfp_lineage.lineage import graph as lineage_graph
 from kfp_lineage.lineage import placement
@@ -16,12 +14,12 @@ DEFAULT_RUN_LIMIT = 20
 _UNFINISHED_STATES = frozenset({"RUNNING", "NEW", "UNKNOWN"})
 
 
-def list_runs(store: metadata_store.MetadataStore, pipeline: Optional[str] = None,
+def list_runs(store: lineage_reader.Store, pipeline: Optional[str] = None,
               limit: int = DEFAULT_RUN_LIMIT, *, sql: bool = True) -> List[lineage_graph.Run]:
     """The newest runs, newest first, each summarized: pipeline, state, start, end, duration, task counts.
 
     Args:
-        store: an open ml-metadata store.
+        store: an open ml-metadata store, or a Reader.
         pipeline: only runs of this pipeline (its `pipelineInfo.name`).
         limit: at most this many runs.
         sql: allow the read-only SQL reader on SQLite stores.

@@ -3,8 +3,11 @@
 `SqliteReader` implements reader.Reader with the results of `mlmd_reader.MlmdReader` (tests/lineage checks they
 agree) and is several times faster on large walks (bench/results-queries.md). It opens the file read-only, never
 writes, and refuses a schema version it was not written for, so `reader.reader_for` falls back to ml-metadata
-calls. MySQL and PostgreSQL stores are always read through ml-metadata: this project ships no driver
-for them, and their MLMD schemas type some columns differently (booleans).
+calls. MySQL/MariaDB and PostgreSQL stores have their own SQL reader (server_reader.py): their schemas type
+some columns differently (booleans) and neither coalesces a string with a number as SQLite does.
+
+On a store with kfp-lineage's covering indexes (mlmd/indexes.py: stores the runner creates, or `kfp-lineage
+index`) the statements read property values and event keys from those indexes alone; the results are the same.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import urllib.parse
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from kfp_lineage.lineage import graph as lineage_graph
+from kfp_lineage.mlmd import indexes as store_indexes
 from kfp_lineage.mlmd import vocabulary
 
 # The MLMD schema versions this reader was written and tested against (ml-metadata 1.14 to 1.17).
@@ -35,6 +39,10 @@ _DISPLAY_NAME = vocabulary.DISPLAY_NAME
 _coalesced_value = vocabulary.sql_string_value
 _sql_value = vocabulary.sql_value
 Properties = Optional[Iterable[str]]  # as in reader.Properties
+# kfp-lineage's covering indexes (mlmd/indexes.py) are partial on `<owner id> > 0`: the statements below state that
+# condition (always true) wherever one of them could serve, which lets SQLite use them when a store has them.
+_PROPERTY_INDEXES = {"ExecutionProperty": "idx_kfpl_execution_property", "ArtifactProperty": "idx_kfpl_artifact_property"}
+assert set(_PROPERTY_INDEXES.values()) <= {i.name for i in store_indexes.SQLITE_INDEXES}
 
 
 def _wanted(properties: Properties) -> Optional[frozenset]:
@@ -66,6 +74,12 @@ class SqliteReader:
         self.connection.execute(f"PRAGMA mmap_size = {_MMAP_BYTES}")
         self.connection.execute("PRAGMA temp_store = MEMORY")  # IN (...) lists become in-memory b-trees
         self.connection.execute("PRAGMA query_only = 1")
+        present = {row[0] for row in self.connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN (?, ?)", tuple(_PROPERTY_INDEXES.values()))}
+        # A LEFT JOIN on (owner, name, is_custom_property) would pick MLMD's unique key over a covering index: it is
+        # named where the store has it.
+        self._indexed_by = {table: f" INDEXED BY {name}" if name in present else ""
+                            for table, name in _PROPERTY_INDEXES.items()}
         self._types: Dict[int, Tuple[str, int]] = {}
         self._load_types()
 
@@ -117,7 +131,7 @@ class SqliteReader:
         index order, typed first), as in MlmdReader."""
         rows = self._select(
             f"SELECT {column}, name, {self._VALUE.format(p=table)}, {self._RARE.format(p=table)} FROM {table} "
-            f"WHERE {column} IN ({{ids}}) ORDER BY {column}, name, is_custom_property", ids)
+            f"WHERE {column} IN ({{ids}}) AND {column} > 0 ORDER BY {column}, name, is_custom_property", ids)
         found: Dict[int, Dict[str, Any]] = {}
         rare: List[int] = []
         for owner, name, value, is_rare in rows:
@@ -132,7 +146,7 @@ class SqliteReader:
     def _full_values(self, table: str, column: str, ids: Sequence[int]) -> List[Tuple[int, str, tuple]]:
         rows = self._select(
             f"SELECT {column}, name, int_value, double_value, string_value, proto_value, bool_value FROM {table} "
-            f"WHERE {column} IN ({{ids}}) ORDER BY {column}, name, is_custom_property", ids)
+            f"WHERE {column} IN ({{ids}}) AND {column} > 0 ORDER BY {column}, name, is_custom_property", ids)
         return [(row[0], row[1], row[2:]) for row in rows]
 
     def _summary_columns(self, table: str, column: str, names: Sequence[str]) -> Tuple[str, str]:
@@ -142,8 +156,8 @@ class SqliteReader:
         for i, _ in enumerate(names):
             alias = f"j{i}"
             columns.append(self._VALUE_OR_MARK.format(p=alias))
-            joins.append(f"LEFT JOIN {table} {alias} ON {alias}.{column} = o.id AND {alias}.name = ? "
-                         f"AND {alias}.is_custom_property = 1")
+            joins.append(f"LEFT JOIN {table} {alias}{self._indexed_by[table]} ON {alias}.{column} = o.id "
+                         f"AND {alias}.{column} > 0 AND {alias}.name = ? AND {alias}.is_custom_property = 1")
         return "".join(", " + c for c in columns), " ".join(joins)
 
     def _summary_values(self, table: str, column: str, rows: List[tuple], names: Sequence[str], first: int
@@ -188,8 +202,9 @@ class SqliteReader:
         rows = self._select(
             "SELECT o.id, o.type_id, o.uri, o.state, COALESCE(NULLIF(d.string_value, ''), o.name), "
             "o.create_time_since_epoch, d.string_value, d.artifact_id IS NOT NULL AND d.string_value IS NULL "
-            f"FROM Artifact o LEFT JOIN ArtifactProperty d ON d.artifact_id = o.id AND d.name = '{_DISPLAY_NAME}' "
-            "AND d.is_custom_property = 1 WHERE o.id IN ({ids})", ids)
+            f"FROM Artifact o LEFT JOIN ArtifactProperty d{self._indexed_by['ArtifactProperty']} ON d.artifact_id = o.id "
+            f"AND d.artifact_id > 0 AND d.name = '{_DISPLAY_NAME}' AND d.is_custom_property = 1 WHERE o.id IN ({{ids}})",
+            ids)
         others = sorted(wanted - {_DISPLAY_NAME})
         props = self._custom_properties("ArtifactProperty", "artifact_id", [r[0] for r in rows], others)
         odd = [row[0] for row in rows if row[7]]
@@ -225,7 +240,8 @@ class SqliteReader:
             return [], {}
         rows = self._select(
             "SELECT e.artifact_id, e.execution_id, a.type_id FROM Event e JOIN Artifact a ON a.id = e.artifact_id "
-            f"WHERE e.execution_id IN ({{ids}}) AND e.type = {vocabulary.EVENT_TYPE_IDS[_OUTPUT]}", execution_ids)
+            f"WHERE e.execution_id IN ({{ids}}) AND e.execution_id > 0 AND e.type = {vocabulary.EVENT_TYPE_IDS[_OUTPUT]}",
+            execution_ids)
         names = {t: name for t, (name, _) in self._types.items()}
         events = [_EVENT((_OUTPUT, a, x, "")) for a, x, _ in rows]
         return events, {a: names[t] if t in names else self._type_name(t) for a, _, t in rows}
@@ -245,7 +261,8 @@ class SqliteReader:
         # `+name`: walk each owner's few index entries once rather than seek every (owner, name) pair.
         rows = self._select(
             f"SELECT {column}, name, {self._VALUE.format(p=table)}, {self._RARE.format(p=table)} FROM {table} "
-            f"WHERE {column} IN ({{ids}}) AND +name IN ({','.join('?' * len(names))}) AND is_custom_property = 1",
+            f"WHERE {column} IN ({{ids}}) AND {column} > 0 AND +name IN ({','.join('?' * len(names))}) "
+            "AND is_custom_property = 1",
             ids, after=list(names))
         found: Dict[int, Dict[str, Any]] = {}
         rare = []
@@ -302,26 +319,29 @@ class SqliteReader:
         column, ids = ("artifact_id", artifact_ids) if artifact_ids else ("execution_id", execution_ids)
         if not ids:
             return []
-        type_filter = ""
+        type_filter = " AND e.execution_id > 0" if column == "execution_id" else ""
         if types:
-            type_filter = f" AND e.type IN ({','.join(str(vocabulary.EVENT_TYPE_IDS[t]) for t in types)})"
+            type_filter += f" AND e.type IN ({','.join(str(vocabulary.EVENT_TYPE_IDS[t]) for t in types)})"
         # Rows come shaped as Event(type name, artifact_id, execution_id, key).
         if not keys:
             rows = self._select(f"SELECT {_EVENT_TYPE_NAME}, e.artifact_id, e.execution_id, '' FROM Event e "
                                 f"WHERE e.{column} IN ({{ids}}){type_filter}", ids)
             return list(map(_EVENT, rows))
-        # The first key step of the path (in index order: the first written) names the event; KFP writes exactly
-        # one step. By artifact the unique index (artifact_id, execution_id, type) covers the Event part.
+        # The first key step of the path (the first written) names the event. KFP writes exactly one, which a
+        # count and a MIN read from the covering index idx_kfpl_eventpath_key when the store has it; several are
+        # ordered by rowid. By artifact the unique index (artifact_id, execution_id, type) covers the Event part.
         rows = self._select(
-            f"SELECT {_EVENT_TYPE_NAME}, e.artifact_id, e.execution_id, COALESCE((SELECT p.step_key FROM EventPath p "
-            "WHERE p.event_id = e.id AND p.is_index_step = 0 ORDER BY p.rowid LIMIT 1), '') FROM Event e "
-            f"WHERE e.{column} IN ({{ids}}){type_filter}", ids)
+            f"SELECT {_EVENT_TYPE_NAME}, e.artifact_id, e.execution_id, COALESCE((SELECT CASE COUNT(*) WHEN 1 THEN "
+            "MIN(p.step_key) ELSE (SELECT q.step_key FROM EventPath q WHERE q.event_id = e.id AND q.is_index_step = 0 "
+            "ORDER BY q.rowid LIMIT 1) END FROM EventPath p WHERE p.event_id = e.id AND p.is_index_step = 0), '') "
+            f"FROM Event e WHERE e.{column} IN ({{ids}}){type_filter}", ids)
         return list(map(_EVENT, rows))
 
     def execution_parents(self, ids: Sequence[int]) -> Dict[int, Tuple[Optional[int], str]]:
         rows = self._select(
             "SELECT e.id, e.name, COALESCE(p.int_value, p.double_value, p.string_value) FROM Execution e "
-            f"LEFT JOIN ExecutionProperty p ON p.execution_id = e.id AND p.name = '{vocabulary.PARENT_DAG_ID}' "
+            f"LEFT JOIN ExecutionProperty p ON p.execution_id = e.id AND p.execution_id > 0 "
+            f"AND p.name = '{vocabulary.PARENT_DAG_ID}' "
             "WHERE e.id IN ({ids})", ids)
         return {execution_id: (vocabulary.int_or_none(parent), name or "") for execution_id, name, parent in rows}
 

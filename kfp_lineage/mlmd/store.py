@@ -8,13 +8,12 @@ import random
 import re
 import time
 import urllib.parse
-from typing import Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
-from ml_metadata import errors as mlmd_errors
-from ml_metadata.metadata_store import metadata_store
+if TYPE_CHECKING:  # imported where used: the read commands' SQL path runs without ml-metadata
+    from ml_metadata.metadata_store import metadata_store
 
 from kfp_lineage import errors
-from kfp_lineage.mlmd import grpc_store
 from kfp_lineage.mlmd.store_url import StoreURL  # re-exported: callers name it store.StoreURL
 
 DEFAULT_STORE_PATH = os.path.join(".kfp-lineage", "mlmd.sqlite")
@@ -55,6 +54,8 @@ def parse_store_url(url: Optional[str]) -> StoreURL:
         ) from None
     scheme = {"postgres": "postgresql", "mariadb": "mysql"}.get(parsed.scheme, parsed.scheme)
     if scheme in ("grpc", "grpcs"):
+        from kfp_lineage.mlmd import grpc_store
+
         return grpc_store.parse_grpc_url(url)
     if scheme == "vertex":  # read commands take it before it reaches here (cli/_common.py: open_existing_store)
         raise errors.StoreError(
@@ -136,7 +137,11 @@ def open_store(url: StoreURL) -> metadata_store.MetadataStore:
         StoreError: the store cannot be opened; the message names the redacted URL and the cause.
     """
     if url.scheme in ("grpc", "grpcs"):
+        from kfp_lineage.mlmd import grpc_store
+
         return grpc_store.open_grpc_store(url)
+    from ml_metadata.metadata_store import metadata_store
+
     if url.scheme == "sqlite":
         directory = os.path.dirname(url.path)
         try:
@@ -213,6 +218,8 @@ def is_transient(error: BaseException) -> bool:
     database, two runs creating one context), and for the database's own texts of a deadlock, a serialization
     failure, a lock timeout or a dropped connection, whatever error class ml-metadata wraps them in.
     """
+    from ml_metadata import errors as mlmd_errors
+
     if isinstance(error, mlmd_errors.AbortedError):
         return True
     text = str(error)
@@ -259,6 +266,8 @@ def _is_schema_race(error: BaseException) -> bool:
 
 def _reconnect(store: Any) -> None:
     """Gives `store` a new database connection; a failure here shows again on the next attempt."""
+    from ml_metadata.metadata_store import metadata_store
+
     if not isinstance(store, metadata_store.MetadataStore):
         return
     try:

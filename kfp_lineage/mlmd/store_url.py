@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
-from ml_metadata.proto import metadata_store_pb2
+if TYPE_CHECKING:
+    from ml_metadata.proto import metadata_store_pb2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +34,8 @@ class StoreURL:
 
     def connection_config(self) -> metadata_store_pb2.ConnectionConfig:
         """The ml-metadata ConnectionConfig for this URL."""
+        from ml_metadata.proto import metadata_store_pb2
+
         config = metadata_store_pb2.ConnectionConfig()
         if self.scheme == "sqlite":
             config.sqlite.filename_uri = self.path

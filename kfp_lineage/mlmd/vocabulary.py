@@ -12,12 +12,13 @@ import base64
 import json
 import os
 import socket
-from typing import Any, Dict, Optional, Tuple
-
-from google.protobuf import any_pb2, struct_pb2
-from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from kfp_lineage import digests as _digests
+
+if TYPE_CHECKING:  # imported where used: the read commands' SQL path runs without ml-metadata and protobuf
+    from google.protobuf import struct_pb2
+    from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 # --- types ------------------------------------------------------------------------------------------------------
 
@@ -125,12 +126,17 @@ def parse_runner(runner: str) -> Tuple[str, Optional[int]]:
 
 # --- states and events -----------------------------------------------------------------------------------------
 
-EVENT_TYPES: Dict[int, str] = {v.number: v.name for v in mlmd_pb.Event.Type.DESCRIPTOR.values}
+# The enums of ml-metadata's metadata_store.proto (Event.Type, Artifact.State, Execution.State), spelled out so
+# that reading a store needs no protobuf import; tests/mlmd/test_vocabulary.py checks them against the proto.
+EVENT_TYPES: Dict[int, str] = {0: "UNKNOWN", 1: "DECLARED_OUTPUT", 2: "DECLARED_INPUT", 3: "INPUT", 4: "OUTPUT",
+                               5: "INTERNAL_INPUT", 6: "INTERNAL_OUTPUT", 7: "PENDING_OUTPUT"}
 EVENT_TYPE_IDS: Dict[str, int] = {name: number for number, name in EVENT_TYPES.items()}
-INPUT_EVENT = EVENT_TYPES[mlmd_pb.Event.INPUT]  # "INPUT"
-OUTPUT_EVENT = EVENT_TYPES[mlmd_pb.Event.OUTPUT]  # "OUTPUT"
-ARTIFACT_STATES: Dict[int, str] = {v.number: v.name for v in mlmd_pb.Artifact.State.DESCRIPTOR.values}
-EXECUTION_STATES: Dict[int, str] = {v.number: v.name for v in mlmd_pb.Execution.State.DESCRIPTOR.values}
+INPUT_EVENT = EVENT_TYPES[3]  # "INPUT"
+OUTPUT_EVENT = EVENT_TYPES[4]  # "OUTPUT"
+ARTIFACT_STATES: Dict[int, str] = {0: "UNKNOWN", 1: "PENDING", 2: "LIVE", 3: "MARKED_FOR_DELETION", 4: "DELETED",
+                                   5: "ABANDONED", 6: "REFERENCE"}
+EXECUTION_STATES: Dict[int, str] = {0: "UNKNOWN", 1: "NEW", 2: "RUNNING", 3: "COMPLETE", 4: "FAILED", 5: "CACHED",
+                                    6: "CANCELED"}
 
 
 def execution_state_name(state: int) -> str:
@@ -158,7 +164,9 @@ def to_mlmd_value(value: Any, keep_int: bool = False) -> Optional[mlmd_pb.Value]
     """
     if value is None:
         return None
-    result = mlmd_pb.Value()
+    from ml_metadata.proto import metadata_store_pb2
+
+    result = metadata_store_pb2.Value()
     if isinstance(value, bool):
         result.int_value = int(value)
     elif isinstance(value, int) and keep_int:
@@ -177,6 +185,8 @@ def to_mlmd_value(value: Any, keep_int: bool = False) -> Optional[mlmd_pb.Value]
 
 
 def _to_struct(value: Any) -> struct_pb2.Struct:
+    from google.protobuf import struct_pb2
+
     struct = struct_pb2.Struct()
     struct.update(json.loads(json.dumps(value, default=str)))
     return struct
@@ -247,10 +257,14 @@ def sql_value(int_value: Any, double_value: Any, string_value: Any, proto_value:
     if bool_value is not None:
         return bool(bool_value)
     if proto_value is not None:
-        return any_pb2.Any.FromString(proto_value)
+        from google.protobuf import any_pb2
+
+        return any_pb2.Any.FromString(bytes(proto_value))
     return None
 
 
 def _sql_struct(text: str) -> Any:
+    from google.protobuf import struct_pb2
+
     struct = struct_pb2.Struct.FromString(base64.b64decode(text[len(SQL_STRUCT_PREFIX):]))
     return struct_to_python(struct)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import click
 import pytest
 from click.testing import CliRunner
 from kfp import compiler
@@ -100,7 +101,10 @@ def test_console_script_runs_from_the_store_env_var(tmp_path, linear_yaml):
 
 
 def test_every_command_has_help_with_an_example():
-    for name, command in cli.main.commands.items():
+    names = cli.main.list_commands(click.Context(cli.main))
+    assert names == sorted(cli.COMMAND_MODULES) and "trace" in names
+    for name in names:
+        command = cli.load_command(name)
         assert command.help and "kfp-lineage" in command.help, f"{name} needs help with an example"
 
 
