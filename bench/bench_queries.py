@@ -422,7 +422,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     impact_samples = sources * args.impact_rounds
     impact_methods = [
-        Method("kfp-lineage impact (read-only SQL, kfp-lineage indexes)", lambda a: graph_nodes(queries.impact(store, a))),
+        Method("kfp-lineage impact (read-only SQL, kfp-lineage indexes)",
+               lambda a: graph_nodes(queries.impact(store, a))),
         Method("kfp-lineage impact, full=True (read-only SQL, kfp-lineage indexes)",
                lambda a: graph_nodes(queries.impact(store, a, full=True)),
                "every property of every node and every event key (what --format json/html read)"),

@@ -41,7 +41,8 @@ _sql_value = vocabulary.sql_value
 Properties = Optional[Iterable[str]]  # as in reader.Properties
 # kfp-lineage's covering indexes (mlmd/indexes.py) are partial on `<owner id> > 0`: the statements below state that
 # condition (always true) wherever one of them could serve, which lets SQLite use them when a store has them.
-_PROPERTY_INDEXES = {"ExecutionProperty": "idx_kfpl_execution_property", "ArtifactProperty": "idx_kfpl_artifact_property"}
+_PROPERTY_INDEXES = {"ExecutionProperty": "idx_kfpl_execution_property",
+                      "ArtifactProperty": "idx_kfpl_artifact_property"}
 assert set(_PROPERTY_INDEXES.values()) <= {i.name for i in store_indexes.SQLITE_INDEXES}
 
 
@@ -75,7 +76,8 @@ class SqliteReader:
         self.connection.execute("PRAGMA temp_store = MEMORY")  # IN (...) lists become in-memory b-trees
         self.connection.execute("PRAGMA query_only = 1")
         present = {row[0] for row in self.connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN (?, ?)", tuple(_PROPERTY_INDEXES.values()))}
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN (?, ?)",
+            tuple(_PROPERTY_INDEXES.values()))}
         # A LEFT JOIN on (owner, name, is_custom_property) would pick MLMD's unique key over a covering index: it is
         # named where the store has it.
         self._indexed_by = {table: f" INDEXED BY {name}" if name in present else ""
@@ -202,9 +204,9 @@ class SqliteReader:
         rows = self._select(
             "SELECT o.id, o.type_id, o.uri, o.state, COALESCE(NULLIF(d.string_value, ''), o.name), "
             "o.create_time_since_epoch, d.string_value, d.artifact_id IS NOT NULL AND d.string_value IS NULL "
-            f"FROM Artifact o LEFT JOIN ArtifactProperty d{self._indexed_by['ArtifactProperty']} ON d.artifact_id = o.id "
-            f"AND d.artifact_id > 0 AND d.name = '{_DISPLAY_NAME}' AND d.is_custom_property = 1 WHERE o.id IN ({{ids}})",
-            ids)
+            f"FROM Artifact o LEFT JOIN ArtifactProperty d{self._indexed_by['ArtifactProperty']} "
+            f"ON d.artifact_id = o.id AND d.artifact_id > 0 AND d.name = '{_DISPLAY_NAME}' "
+            "AND d.is_custom_property = 1 WHERE o.id IN ({ids})", ids)
         others = sorted(wanted - {_DISPLAY_NAME})
         props = self._custom_properties("ArtifactProperty", "artifact_id", [r[0] for r in rows], others)
         odd = [row[0] for row in rows if row[7]]
@@ -240,8 +242,8 @@ class SqliteReader:
             return [], {}
         rows = self._select(
             "SELECT e.artifact_id, e.execution_id, a.type_id FROM Event e JOIN Artifact a ON a.id = e.artifact_id "
-            f"WHERE e.execution_id IN ({{ids}}) AND e.execution_id > 0 AND e.type = {vocabulary.EVENT_TYPE_IDS[_OUTPUT]}",
-            execution_ids)
+            f"WHERE e.execution_id IN ({{ids}}) AND e.execution_id > 0 "
+            f"AND e.type = {vocabulary.EVENT_TYPE_IDS[_OUTPUT]}", execution_ids)
         names = {t: name for t, (name, _) in self._types.items()}
         events = [_EVENT((_OUTPUT, a, x, "")) for a, x, _ in rows]
         return events, {a: names[t] if t in names else self._type_name(t) for a, _, t in rows}

@@ -143,7 +143,8 @@ def add_indexes(url: store_module.StoreURL, created: bool = False) -> IndexRepor
         try:
             for index in SQLITE_INDEXES:
                 connection.execute(index.create_sql())
-            connection.execute(f"CREATE TABLE IF NOT EXISTS {MARKER_TABLE} (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            connection.execute(
+                f"CREATE TABLE IF NOT EXISTS {MARKER_TABLE} (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
             rows = [(INDEX_VERSION_KEY, str(INDEX_VERSION))] + ([(CREATED_BY, f"kfp-lineage {_version()}")]
                                                                 if created else [])
             connection.executemany(f"INSERT OR REPLACE INTO {MARKER_TABLE} (name, value) VALUES (?, ?)", rows)

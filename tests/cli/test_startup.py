@@ -5,11 +5,12 @@ commands themselves."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
 import sys
-from typing import List, Set
+from typing import Set
 
 import click
 import pytest
@@ -51,12 +52,13 @@ def test_the_command_table_matches_the_commands():
         command = cli.load_command(name)
         assert command.name == name, f"{module}.{attribute} is named {command.name!r}, the table says {name!r}"
         for limit in (45, 1000):
-            assert click.Command(name, help=short_help).get_short_help_str(limit) == command.get_short_help_str(limit), (
+            static = click.Command(name, help=short_help).get_short_help_str(limit)
+            assert static == command.get_short_help_str(limit), (
                 f"COMMAND_MODULES[{name!r}] has a stale short help: copy the first sentence of its docstring")
         commands[name] = command
     # A command added to a module's COMMANDS must be in the table too.
     listed = {command.name for name in set(m for m, _, _ in cli.COMMAND_MODULES.values())
-              for command in __import__(f"kfp_lineage.cli.{name}", fromlist=["COMMANDS"]).COMMANDS}
+              for command in importlib.import_module(f"kfp_lineage.cli.{name}").COMMANDS}
     assert listed == set(commands)
 
 

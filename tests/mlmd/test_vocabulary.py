@@ -105,7 +105,8 @@ def test_state_and_event_tables_come_from_the_ml_metadata_protos():
 
 def test_the_spelled_out_enums_are_ml_metadata_s():
     # vocabulary spells these out so that reading a store needs no protobuf import.
-    for table, enum in ((vocabulary.EVENT_TYPES, mlmd_pb.Event.Type), (vocabulary.ARTIFACT_STATES, mlmd_pb.Artifact.State),
+    for table, enum in ((vocabulary.EVENT_TYPES, mlmd_pb.Event.Type),
+                        (vocabulary.ARTIFACT_STATES, mlmd_pb.Artifact.State),
                         (vocabulary.EXECUTION_STATES, mlmd_pb.Execution.State)):
         assert table == {v.number: v.name for v in enum.DESCRIPTOR.values}
     assert (vocabulary.INPUT_EVENT, vocabulary.OUTPUT_EVENT) == ("INPUT", "OUTPUT")
