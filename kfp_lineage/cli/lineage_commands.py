@@ -20,7 +20,6 @@ from kfp_lineage.lineage.render import graph as render_graph
 from kfp_lineage.lineage.render import html_page as render_html
 from kfp_lineage.lineage.render import text as render_text
 from kfp_lineage.cli import _common
-from kfp_lineage.mlmd import store as store_module
 
 FORMATS = ("text", "json", "dot", "mermaid", "html")
 
@@ -39,8 +38,15 @@ depth_option = click.option(
 
 @contextlib.contextmanager
 def _reading(store: Optional[str]) -> Iterator[lineage_reader.Reader]:
-    """A reader of the --store store (the SQL reader when it applies), closed afterwards."""
-    reader = store_access.open_reader(store_module.parse_store_url(store))
+    """A reader of the --store store (the SQL reader when it applies; a vertex:// run read into a scratch store),
+    closed afterwards."""
+    url = _common.parse_read_url(store)
+    if url.scheme == "vertex":
+        from kfp_lineage.lineage import mlmd_reader
+
+        reader: lineage_reader.Reader = mlmd_reader.MlmdReader(_common.open_existing_store(store))
+    else:
+        reader = store_access.open_reader(url)
     try:
         yield reader
     finally:

@@ -136,8 +136,12 @@ def _make_reader(store: metadata_store.MetadataStore, sql: bool) -> Reader:
 
 def _server_config(store: metadata_store.MetadataStore) -> Optional[Tuple[str, str, int, str, str, str]]:
     """(kind, host, port, user, password, database) of a store opened on MySQL or PostgreSQL, else None."""
+    from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
+
     config = getattr(store, "_config", None)  # ml-metadata keeps the ConnectionConfig it was opened with
-    kind = config.WhichOneof("config") if hasattr(config, "WhichOneof") else None
+    if not isinstance(config, mlmd_pb.ConnectionConfig):  # a gRPC client's MetadataStoreClientConfig
+        return None
+    kind = config.WhichOneof("config")
     if kind == "mysql":
         c = config.mysql
         return "mysql", c.host, c.port or 3306, c.user, c.password, c.database

@@ -6,7 +6,6 @@ import pytest
 from kfp_lineage import errors
 from kfp_lineage.lineage import describe
 from kfp_lineage.lineage import references
-from tests import conftest
 from kfp_lineage.lineage import runs as lineage_runs
 from tests.lineage_stores import training_run
 
@@ -54,21 +53,6 @@ def test_a_store_whose_runs_recorded_only_parameters_says_so(builder, store):
         "this store's runs recorded no artifacts (only parameters): `kfp-lineage show RUN_ID` shows a run")
 
 
-def test_latest_passes_over_a_run_still_being_recorded(tmp_path):
-    from kfp_lineage.lineage import references
-    from kfp_lineage.mlmd import recorder as recorder_module, vocabulary
-
-    store = conftest.open_store(str(tmp_path / "mlmd.sqlite"))
-    writer = recorder_module.Recorder(store)
-    finished = writer.begin_run("p", "finished-run", str(tmp_path / "a"))
-    writer.finish_run(finished, "COMPLETE")
-    writer.begin_run("p", "running-run", str(tmp_path / "b"))  # newer, still RUNNING
-    assert references.latest_run(store).name == "finished-run"
-    with pytest.raises(errors.InvalidInputError, match="no finished run among the newest 1: run only-running"):
-        other = conftest.open_store(str(tmp_path / "other.sqlite"))
-        recorder_module.Recorder(other).begin_run("p", "only-running", str(tmp_path / "c"))
-        references.latest_run(other)
-    assert vocabulary.RUNNER_STATE == "runner_state"
 
 
 def test_the_public_trace_takes_a_string_reference_as_the_cli_does(builder, store):

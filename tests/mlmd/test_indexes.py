@@ -131,7 +131,7 @@ def test_a_store_made_elsewhere_is_indexed_only_on_request_then_kept_current(tmp
 
 
 def test_index_refuses_missing_and_foreign_files_and_server_stores(tmp_path):
-    for target, message in [(tmp_path / "none.sqlite", "no store at"), (tmp_path, "no store at")]:
+    for target, message in [(tmp_path / "none.sqlite", "no store at"), (tmp_path, "is a directory")]:
         result = CliRunner().invoke(cli.main, ["index", "--store", str(target)])
         assert result.exit_code == 2 and message in result.output
     plain = tmp_path / "plain.sqlite"
