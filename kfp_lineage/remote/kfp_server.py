@@ -291,7 +291,7 @@ def _remote_run(response: Any, target: KfpTarget) -> submit.RemoteRun:
         name=response.run_id,
         url=target.run_url(response.run_id),
         state=response.state or "RUNTIME_STATE_UNSPECIFIED",
-        error=_first_line(message),
+        error=submit.first_line(message),
     )
 
 
@@ -321,11 +321,11 @@ def _call_kfp(call: Callable[[], Any], action: str, target: KfpTarget, retry: su
         ) from None
     except TimeoutError as e:  # kfp.Client gives up on the health endpoint after 5 attempts
         raise errors.RemoteError(
-            f"the KFP API at {target.base_url} did not answer its health check ({_first_line(e)}): "
+            f"the KFP API at {target.base_url} did not answer its health check ({submit.first_line(e)}): "
             "check --kfp-host and, behind an authenticating proxy, --kfp-token"
         ) from None
     except ValueError as e:  # e.g. several experiments share the name
-        raise errors.RemoteError(f"KFP could not {action}: {_first_line(e)}") from None
+        raise errors.RemoteError(f"KFP could not {action}: {submit.first_line(e)}") from None
 
 
 def _describe_api_error(e: Any, action: str, target: KfpTarget, retry: submit.RetryPolicy) -> str:
@@ -345,9 +345,5 @@ def _describe_api_error(e: Any, action: str, target: KfpTarget, retry: submit.Re
         503: f"the server was unavailable for {retry.attempts} attempts: retry later",
     }
     hint = hints.get(e.status, "check --kfp-host, then retry")
-    return f"KFP could not {action} ({e.status} {_first_line(message)}): {hint}"
+    return f"KFP could not {action} ({e.status} {submit.first_line(message)}): {hint}"
 
-
-def _first_line(value: Any) -> str:
-    text = str(value).strip()
-    return text.splitlines()[0] if text else ""

@@ -151,3 +151,9 @@ def follow_run(
         if is_terminal(run.state):
             return run
         sleep(poll_interval)
+
+
+def first_line(value: Any) -> str:
+    """The first line of an error or message, stripped: what a one-line error quotes of a remote answer."""
+    text = str(value).strip()
+    return text.splitlines()[0] if text else ""

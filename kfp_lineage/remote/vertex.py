@@ -233,7 +233,7 @@ def build_pipeline_job(
                 location=target.location,
             )
         except ValueError as e:
-            raise errors.InvalidInputError(f"cannot build the Vertex AI pipeline job: {_first_line(e)}") from None
+            raise errors.InvalidInputError(f"cannot build the Vertex AI pipeline job: {submit.first_line(e)}") from None
 
 
 def describe_create_request(job: Any, target: VertexTarget) -> Dict[str, Any]:
@@ -313,7 +313,7 @@ def _remote_run(resource: Any, target: VertexTarget) -> submit.RemoteRun:
         name=resource.name,
         url=target.console_url(job_id),
         state=resource.state.name,
-        error=_first_line(resource.error.message) if resource.error.message else "",
+        error=submit.first_line(resource.error.message) if resource.error.message else "",
     )
 
 
@@ -331,7 +331,7 @@ def _call_vertex(call: Callable[[], Any], action: str, target: VertexTarget, ret
         raise errors.RemoteError(_describe_api_error(e, action, target, retry)) from None
     except api_exceptions.RetryError as e:
         raise errors.RemoteError(
-            f"Vertex AI could not {action}: {_first_line(e)}: check --api-endpoint and your network, then retry"
+            f"Vertex AI could not {action}: {submit.first_line(e)}: check --api-endpoint and your network, then retry"
         ) from None
     except requests.exceptions.RequestException as e:
         raise errors.RemoteError(
@@ -340,14 +340,14 @@ def _call_vertex(call: Callable[[], Any], action: str, target: VertexTarget, ret
         ) from None
     except auth_exceptions.GoogleAuthError as e:
         raise errors.RemoteError(
-            f"cannot authenticate to Vertex AI to {action} ({_first_line(e)}): "
+            f"cannot authenticate to Vertex AI to {action} ({submit.first_line(e)}): "
             "run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
         ) from None
 
 
 def _describe_api_error(e: Any, action: str, target: VertexTarget, retry: submit.RetryPolicy) -> str:
     """One line: what failed, the status and the server's message, and what to do about it."""
-    status, message = _server_status_and_message(e)
+    status, message = server_status_and_message(e)
     project = f"project {target.project!r}"
     hints = {
         400: "the request was rejected as invalid: check the parameters and the spec",
@@ -365,7 +365,7 @@ def _describe_api_error(e: Any, action: str, target: VertexTarget, retry: submit
     return f"Vertex AI could not {action} ({e.code} {status}: {message}): {hint}"
 
 
-def _server_status_and_message(e: Any) -> Tuple[str, str]:
+def server_status_and_message(e: Any) -> Tuple[str, str]:
     """The status name and message Vertex AI sent, without the method and URL the client library adds."""
     status = e.grpc_status_code.name if e.grpc_status_code is not None else ""
     message = e.message
@@ -376,9 +376,5 @@ def _server_status_and_message(e: Any) -> Tuple[str, str]:
             status, message = error.get("status") or status, error.get("message") or message
         except (ValueError, KeyError, TypeError, AttributeError):
             pass
-    return status or "ERROR", _first_line(message)
+    return status or "ERROR", submit.first_line(message)
 
-
-def _first_line(value: Any) -> str:
-    text = str(value).strip()
-    return text.splitlines()[0] if text else ""

@@ -230,7 +230,7 @@ class _Caller:
         try:
             return submission.call_with_retry(call, is_retryable, RETRY)
         except api_exceptions.GoogleAPICallError as e:
-            status, message = _status_and_message(e)
+            status, message = remote_vertex.server_status_and_message(e)
             if tolerate_precondition and status == "FAILED_PRECONDITION":
                 raise _TooLarge() from None
             raise errors.StoreError(self._describe(action, e.code, status, message)) from None
@@ -244,7 +244,7 @@ class _Caller:
                 "check --api-endpoint and your network") from None
         except auth_exceptions.GoogleAuthError as e:
             raise errors.StoreError(
-                f"cannot authenticate to Vertex AI to {action} ({_first_line(e)}): "
+                f"cannot authenticate to Vertex AI to {action} ({submission.first_line(e)}): "
                 "run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS") from None
 
     def _describe(self, action: str, code: Any, status: str, message: str) -> str:
@@ -262,20 +262,3 @@ class _Caller:
         return f"Vertex AI could not {action} ({code} {status}: {message}): {hint}"
 
 
-def _status_and_message(e: Any) -> tuple:
-    """The status name and message Vertex AI sent, without the method and URL the client library adds."""
-    status = e.grpc_status_code.name if e.grpc_status_code is not None else ""
-    message = e.message
-    response = getattr(e, "response", None)
-    if response is not None:
-        try:
-            error = response.json()["error"]
-            status, message = error.get("status") or status, error.get("message") or message
-        except (ValueError, KeyError, TypeError, AttributeError):
-            pass
-    return status or "ERROR", _first_line(message)
-
-
-def _first_line(value: Any) -> str:
-    text = str(value).strip()
-    return text.splitlines()[0] if text else ""
