@@ -164,7 +164,7 @@ def freeze():
 def test_two_components_pinning_different_versions_each_run_with_theirs(tmp_path, offline_uv):
     before = freeze()
     reporter = Collect()
-    result = run(two_probes, tmp_path, reporter=reporter)
+    result = run(two_probes, tmp_path, reporter=reporter, launcher="fork")  # one warm server per environment
 
     assert result.state == "COMPLETE"
     one, two, again = output(result, "probe-one"), output(result, "probe-two"), output(result, "probe-one-2")
