@@ -200,13 +200,14 @@ _POSTGRESQL_NO_RESULT = "PostgreSQL metadata source error:"
 
 # The losers of the race to create an empty database's schema: ml-metadata asks to retry ("... concurrent connection
 # to the empty database. Please retry the connection."); on PostgreSQL the CREATE DATABASE or CREATE TABLE of the
-# loser collides with the winner's in the system catalogue instead.
+# loser collides with the winner's in the system catalogue instead (a table's row type collides first, as
+# 'type "type" already exists', when the two create the table named Type).
 _SCHEMA_RACE_TEXTS = re.compile(
     "|".join([
         r"concurrent connection to the empty database",
         r"duplicate key value violates unique constraint "
         r"\"pg_(database_datname|type_typname_nsp|class_relname_nsp)_index\"",
-        r"ERROR:\s+(database|relation) \"[^\"]+\" already exists",
+        r"ERROR:\s+(database|relation|type) \"[^\"]+\" already exists",
     ])
 )
 
