@@ -58,7 +58,7 @@ def prepare_task_environments(pipeline_spec: pipeline_spec_pb2.PipelineSpec, mod
         if prefix is not None:
             found[executor] = handler.TaskEnvironment(
                 isolated=False, reason=decision.reason, python=platform.python_version(),
-                packages=tuple(_installed_here(prefix.requirements)))
+                packages=tuple(sorted(_installed_here(prefix.requirements))))
     return found
 
 

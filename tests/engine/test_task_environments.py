@@ -1,7 +1,8 @@
 """Whole runs whose tasks get the environments their compiled specs ask for (kfp_lineage.engine.task_environments
 and the handlers behind it), built with the real uv from a local wheelhouse with no network: uv runs with
-UV_FIND_LINKS=<wheelhouse> and UV_OFFLINE=1, and the wheelhouse holds kfp 2.13.0 packed from the runner's own
-copy, so the `kfp==2.13.0 --no-deps` of every compiled prefix installs offline."""
+UV_FIND_LINKS=<wheelhouse> and UV_OFFLINE=1, and the wheelhouse holds the runner's kfp packed from its own installed
+copy, so the `kfp==X --no-deps` of every compiled prefix (X is the runner's kfp: the tests compile with it) installs
+offline."""
 
 import importlib.metadata
 import json
@@ -22,11 +23,7 @@ from tests import conftest
 from tests import wheelhouse
 from tests.mlmd_view import RunView
 
-# These tests pin the legacy stack's kfp: the offline wheelhouse holds the runner's own kfp packed as a wheel and the
-# expectations name 2.13.0. On the current stack (kfp 2.17.3, Debian 13 CI pass) uv does not find the packed
-# 2.17.3 wheel ("no version of kfp==2.17.3"): not yet understood, so they run where they were written for.
-pytestmark = pytest.mark.skipif(importlib.metadata.version("kfp") != "2.13.0",
-                                reason="task-environment tests use an offline wheelhouse of kfp 2.13.0 (legacy stack)")
+KFP = importlib.metadata.version("kfp")  # the runner's kfp: what the compiled prefixes pin and the wheelhouse holds
 
 RUNNER_IMAGE = "python:%d.%d" % sys.version_info[:2]  # an image whose Python is the runner's: no other interpreter
 CLICK = f"click=={importlib.metadata.version('click')}"  # a requirement the runner meets exactly
@@ -169,7 +166,7 @@ def test_two_components_pinning_different_versions_each_run_with_theirs(tmp_path
     assert result.state == "COMPLETE"
     one, two, again = output(result, "probe-one"), output(result, "probe-two"), output(result, "probe-one-2")
     assert (one["probe"], two["probe"], again["probe"]) == ("1.0", "2.0", "1.0")
-    assert one["kfp"] == two["kfp"] == "2.13.0"
+    assert one["kfp"] == two["kfp"] == KFP
     cache = environments.EnvironmentCache(str(tmp_path / "envs"))
     assert sorted(record.path for record in cache.list()) == sorted({one["prefix"], two["prefix"]})
     assert one["prefix"] == again["prefix"] != two["prefix"]
@@ -193,7 +190,7 @@ def test_the_log_starts_with_the_environment_and_its_installed_versions(tmp_path
         first, second = log.readline().rstrip("\n"), log.readline().rstrip("\n")
     assert first == (f"kfp-lineage: task environment {record.digest} (Python {record.python}; needs "
                      "lineage-probe==2.0 (not installed))")
-    assert second == "kfp-lineage: installed: kfp==2.13.0, lineage-helper==1.0, lineage-probe==2.0"
+    assert second == f"kfp-lineage: installed: kfp=={KFP}, lineage-helper==1.0, lineage-probe==2.0"
 
 
 def test_a_second_run_reuses_every_environment_without_uv(tmp_path, offline_uv, monkeypatch):
@@ -221,7 +218,7 @@ def test_auto_keeps_the_fast_path_when_the_runner_meets_every_requirement(tmp_pa
         assert log.readline().rstrip("\n") == (f"kfp-lineage: the runner's environment (Python "
                                                f"{'%d.%d.%d' % sys.version_info[:3]}; the runner's environment "
                                                "meets every requirement)")
-        assert log.readline().rstrip("\n") == f"kfp-lineage: installed: kfp==2.13.0, {CLICK}"
+        assert log.readline().rstrip("\n") == f"kfp-lineage: installed: {CLICK}, kfp=={KFP}"
 
 
 @pytest.mark.parametrize("launcher", ["fork", "subprocess"])
@@ -322,10 +319,10 @@ def test_an_upgraded_package_is_a_cache_miss_an_unchanged_environment_a_hit(tmp_
 
 def test_an_environment_whose_kfp_cannot_serve_runs_its_tasks_as_the_compiled_command_would(tmp_path, offline_uv,
                                                                                              monkeypatch):
-    # A kfp 2.13.0 with no kfp.dsl in it: the environment's fork server cannot start, so its tasks run as plain
+    # A kfp of the runner's version with no kfp.dsl in it: the environment's fork server cannot start, so its tasks run as plain
     # processes, and fail with the error the cluster would show, not with the fork server's.
     broken = tmp_path / "broken-kfp"
-    wheelhouse.write_wheel(str(broken), "kfp", "2.13.0")
+    wheelhouse.write_wheel(str(broken), "kfp", KFP)
     wheelhouse.write_installed_wheel(str(broken), "click")
     monkeypatch.setenv("UV_FIND_LINKS", str(broken))
     result = run(runner_suffices, tmp_path, task_env="isolated", launcher="fork")
@@ -355,4 +352,4 @@ def test_a_kfp_2173_spec_runs_its_task_on_kfp_2173_and_python_312(tmp_path):
     loaded = spec.load_pipeline(os.path.join(FIXTURES, "kfp-2.17.3-versions.yaml"))
     result = run(loaded, tmp_path)
     assert result.tasks["report-versions"].outputs["Output"]["value"] == "kfp 2.17.3 on Python 3.12"
-    assert importlib.metadata.version("kfp") == "2.13.0"  # the runner stays on its own kfp
+    assert importlib.metadata.version("kfp") == KFP  # the runner stays on its own kfp

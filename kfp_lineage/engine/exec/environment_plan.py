@@ -155,7 +155,8 @@ def plan_environments(tasks: Iterable[TaskRequest], mode: str = DEFAULT_MODE,
     notices: List[str] = []
     looked_up: Dict[str, Optional[interpreters.Interpreter]] = {}
     warned_requirements: set = set()
-    for executor, group in by_executor.items():
+    # In task-name order, so the first refusal and the notices do not depend on the order kfp wrote the spec in.
+    for executor, group in sorted(by_executor.items(), key=lambda item: item[1][0].label):
         first = group[0]
         labels = tuple(task.label for task in group)
         prefix = requirements.split_pip_prefix(list(first.command))
