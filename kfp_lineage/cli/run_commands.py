@@ -109,19 +109,33 @@ def run_command(
 @click.option("--components-dir", default="components", show_default=True, type=click.Path(file_okay=False))
 @click.option("--output-dir", default="specs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 when a spec differs from a fresh compile.")
-def compile_command(pipelines_dir: str, components_dir: str, output_dir: str, check: bool) -> None:
+@click.option("--components-image", default="", metavar="IMAGE",
+              help="Compile containerized components that run in IMAGE (built from components/ by `make image`), "
+                   "with no pip install at start-up.")
+@click.option("--index-url", "index_urls", multiple=True, metavar="URL",
+              help="Compile lightweight components that pip-install the components' wheel (`make dist`) from URL; "
+                   "repeatable: the first is pip's --index-url, the others --extra-index-url.")
+def compile_command(pipelines_dir: str, components_dir: str, output_dir: str, check: bool, components_image: str,
+                    index_urls: Tuple[str, ...]) -> None:
     """Compile every pipeline and component to IR YAML under specs/.
 
     Pipelines go to specs/<name>.yaml, components to specs/components/<name>.yaml, ready for
-    kfp.components.load_component_from_file.
+    kfp.components.load_component_from_file. By default each component carries the shared modules it imports
+    and installs only PyPI packages; --components-image and --index-url ship them the other two KFP ways.
 
     \b
     Examples:
       kfp-lineage compile
       kfp-lineage compile --check    # in CI: fail when a checked-in spec is stale
+      kfp-lineage compile --output-dir build/specs \\
+          --components-image us-central1-docker.pkg.dev/PROJECT/REPO/kfp-lineage-components:0.1.0
+      kfp-lineage compile --output-dir build/specs \\
+          --index-url https://us-central1-python.pkg.dev/PROJECT/REPO/simple/ --index-url https://pypi.org/simple
     """
+    shipping = compile_module.ShippingOptions(components_image=components_image, index_urls=index_urls)
     with _common.errors_to_exit_codes():
-        results = compile_module.compile_project(pipelines_dir, components_dir, output_dir, check=check)
+        results = compile_module.compile_project(pipelines_dir, components_dir, output_dir, check=check,
+                                                 shipping=shipping)
     stale = [r for r in results if r.changed]
     for r in results:
         status = ("stale" if check else "updated") if r.changed else "up to date"
