@@ -41,8 +41,9 @@ def component(packages: Sequence[str]) -> Callable[[Callable], base_component.Ba
         image = os.environ.get(IMAGE_ENV_VAR, "").strip()
         index_urls = os.environ.get(INDEX_ENV_VAR, "").split()
         if image:
-            return dsl.component(func, base_image=_packaging.BASE_IMAGE, target_image=image,
-                                 packages_to_install=list(packages))
+            # No packages_to_install: the image has them (requirements.txt), and kfp 2.13 would still compile a
+            # pip install for them in front of the executor.
+            return dsl.component(func, base_image=_packaging.BASE_IMAGE, target_image=image)
         if index_urls:
             return dsl.component(func, base_image=_packaging.BASE_IMAGE, pip_index_urls=index_urls,
                                  packages_to_install=list(packages) + [_packaging.COMPONENTS_REQUIREMENT])

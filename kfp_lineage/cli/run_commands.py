@@ -15,6 +15,7 @@ from kfp_lineage.ir import spec
 from kfp_lineage.cli import _common
 from kfp_lineage.cli import env_commands
 from kfp_lineage.engine.exec import environment_plan
+from kfp_lineage.engine.exec import image_sources as image_sources_module
 
 
 @click.command("run")
@@ -33,6 +34,13 @@ from kfp_lineage.engine.exec import environment_plan
                    "and image Python, else an environment built for them), isolated (always built), current "
                    "(always the runner's; a missing package is refused).")
 @env_commands.env_cache_option
+@click.option("--find-links", "find_links", multiple=True, metavar="DIR",
+              help="A directory of wheels (or a URL of a page of links) that building a task environment also looks "
+                   "in, as pip's --find-links; the spec's own index URLs still apply (repeatable).")
+@click.option("--image-source", "image_sources", multiple=True, metavar="IMAGE=DIR",
+              help="Run containerized Python components of IMAGE from DIR, the directory the image is built from "
+                   "(its Dockerfile and kfp_config.ini): in an environment holding what the Dockerfile installs, "
+                   "with DIR's code; the run records IMAGE (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the run's result on stdout.")
 @click.option("--target", type=click.Choice(["kfp", "vertex"]), default="kfp", show_default=True,
               help="Where the pipeline will run: warn about what that backend rejects (ParallelFor over artifacts, "
@@ -49,6 +57,8 @@ def run_command(
     no_cache: bool,
     task_env: Optional[str],
     env_cache: Optional[str],
+    find_links: Tuple[str, ...],
+    image_sources: Tuple[str, ...],
     as_json: bool,
     target: str,
     strict: bool,
@@ -62,6 +72,8 @@ def run_command(
       kfp-lineage run pipelines/training.py:training --store mysql://root@127.0.0.1:3306/mlmd
       kfp-lineage run specs/training.yaml --target vertex --strict
       kfp-lineage run specs/training.yaml --task-env isolated --env-cache /tmp/envs
+      kfp-lineage run build/specs/training.yaml --find-links dist/
+      kfp-lineage run build/specs/training.yaml --image-source REGISTRY/kfp-lineage-components:0.1.0=components
 
     \b
     Exit codes:
@@ -87,6 +99,8 @@ def run_command(
             enable_cache=not no_cache,
             task_env=task_env,
             env_cache=env_cache,
+            image_sources=image_sources_module.parse_image_sources(image_sources),
+            find_links=find_links,
             reporter=progress.TextReporter(),
             target=target,
             strict=strict,
