@@ -4,9 +4,9 @@ KFP ships only a lightweight component's function source; the helpers it imports
 reach the task some other way. Chosen when the component is defined, from two compile-time settings that
 `kfp-lineage compile --components-image / --index-url` (and `make specs IMAGE=... INDEX_URL=...`) set:
 
-    default          a lightweight component whose source carries the helper modules it imports (embedded, as
-                     text, written to a temporary directory put first on sys.path when the task starts): the spec
-                     needs only PyPI packages, so it runs as it is on any cluster and locally;
+    default          a lightweight component whose source carries the helper modules it imports (embedded as
+                     text, imported from memory by a finder first on sys.meta_path): the spec needs only PyPI
+                     packages, so it runs as it is on any cluster and locally;
     IMAGE_ENV_VAR    a containerized Python component (`target_image`): the task runs `python3 -m
                      kfp.dsl.executor_main` in an image built from components/ (components/Dockerfile), nothing
                      installed at start-up;
@@ -69,28 +69,41 @@ def helper_modules(source: str) -> List[str]:
 
 
 def embed_helpers(source: str, function_name: str) -> str:
-    """The component source with the helper modules it needs put in front of its function: when the task's module
-    is loaded they are written under a new temporary directory that goes first on sys.path, so the function's
-    `from kfp_lineage_components import ...` finds them whatever the image holds. Deterministic (the modules as
-    Python string literals, sorted), so recompiling unchanged code gives the same spec."""
-    files: Dict[str, str] = {f"{PACKAGE}/__init__.py": _read_module("__init__")}
+    """The component source with the helper modules it needs put in front of its function, served from memory by
+    an import finder first on sys.meta_path: the function's `from kfp_lineage_components import ...` gets them
+    whatever the image holds, and nothing is written to disk. Deterministic (the modules as Python string literals,
+    sorted), so recompiling unchanged code gives the same spec."""
+    modules: Dict[str, str] = {PACKAGE: _read_module("__init__")}
     for name in helper_modules(source):
-        files[f"{PACKAGE}/{name}.py"] = _read_module(name)
-    entries = "".join(f"        {path!r}: {text!r},\n" for path, text in sorted(files.items()))
+        modules[f"{PACKAGE}.{name}"] = _read_module(name)
+    entries = "".join(f"        {name!r}: {text!r},\n" for name, text in sorted(modules.items()))
     block = (
         f"# The {PACKAGE} modules this component imports, embedded when it was compiled (kfp-lineage-components"
         f" {_packaging.COMPONENTS_VERSION}).\n"
         "def _kfp_lineage_components_embedded():\n"
-        "    import os, sys, tempfile\n"
-        "    files = {\n"
+        "    import importlib.abc, importlib.util, sys\n"
+        "    sources = {\n"
         f"{entries}"
         "    }\n"
-        "    root = tempfile.mkdtemp(prefix='kfp-lineage-components-')\n"
-        "    for path, text in files.items():\n"
-        "        os.makedirs(os.path.join(root, os.path.dirname(path)), exist_ok=True)\n"
-        "        with open(os.path.join(root, path), 'w', encoding='utf-8') as handle:\n"
-        "            handle.write(text)\n"
-        "    sys.path.insert(0, root)\n"
+        "\n"
+        "    class EmbeddedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):\n"
+        "        def find_spec(self, name, path=None, target=None):\n"
+        "            if name not in sources:\n"
+        "                return None\n"
+        f"            return importlib.util.spec_from_loader(name, self, is_package=name == {PACKAGE!r})\n"
+        "\n"
+        "        def create_module(self, spec):\n"
+        "            return None\n"
+        "\n"
+        "        def exec_module(self, module):\n"
+        "            # A file name linecache cannot open, so tracebacks show lines from get_source.\n"
+        "            filename = '<embedded>/' + module.__name__.replace('.', '/') + '.py'\n"
+        "            exec(compile(sources[module.__name__], filename, 'exec'), module.__dict__)\n"
+        "\n"
+        "        def get_source(self, name):\n"
+        "            return sources[name]\n"
+        "\n"
+        "    sys.meta_path.insert(0, EmbeddedModules())\n"
         "\n"
         "\n"
         "_kfp_lineage_components_embedded()\n"

@@ -70,18 +70,24 @@ def test_the_checked_in_specs_install_only_pinned_pypi_packages(path):
             assert "def _kfp_lineage_components_embedded():" in container["command"][-1], name
 
 
-def test_the_embedded_modules_win_over_an_installed_copy(tmp_path):
-    """In a fresh interpreter (this one has the package installed, editable), the task's module puts its own copy
-    of the helpers first: the spec does not depend on what the image has."""
+def test_the_embedded_modules_win_over_an_installed_copy_and_show_in_tracebacks(tmp_path):
+    """In a fresh interpreter (this one has the package installed, editable), the task's module serves its own copy
+    of the helpers from memory: the spec does not depend on what the image has, and writes no files."""
     program = tmp_path / "ephemeral_component.py"
     program.write_text(train.component_spec.implementation.container.command[-1])
-    check = ("import sys; sys.path.insert(0, sys.argv[1]); import ephemeral_component; "
-             "from kfp_lineage_components import _modeling, _data, _shared; "
-             "print(_modeling.__file__, _data.__file__, _shared.__file__)")
+    check = ("import sys, traceback; sys.path.insert(0, sys.argv[1]); import ephemeral_component\n"
+             "from kfp_lineage_components import _modeling, _data, _shared\n"
+             "print([type(m.__spec__.loader).__name__ for m in (_modeling, _data, _shared)])\n"
+             "print([getattr(m, '__file__', None) for m in (_modeling, _data, _shared)])\n"
+             "try:\n    _modeling.check_hyperparameters(0, 1)\nexcept ValueError:\n    traceback.print_exc()\n")
     result = subprocess.run([sys.executable, "-c", check, str(tmp_path)], capture_output=True, text=True,
                             check=True)
-    files = result.stdout.split()
-    assert len(files) == 3 and all("kfp-lineage-components-" in f and str(COMPONENTS_DIR) not in f for f in files)
+    loaders, files = result.stdout.splitlines()
+    assert loaders == "['EmbeddedModules', 'EmbeddedModules', 'EmbeddedModules']"
+    assert files == "[None, None, None]"
+    assert 'File "<embedded>/kfp_lineage_components/_modeling.py", line ' in result.stderr
+    assert 'raise ValueError(f"n_estimators {n_estimators} must be at least 1' in result.stderr
+    assert os.listdir(tmp_path) == ["ephemeral_component.py"] or "__pycache__" in os.listdir(tmp_path)
 
 
 def test_compiling_for_an_image_gives_containerized_components_with_no_pip_install(tmp_path):
