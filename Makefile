@@ -15,7 +15,7 @@ STACK_NAME := $(word 1,$(PICKED))
 STACK_PYTHON := $(word 2,$(PICKED))
 STAMP := $(VENV)/.installed-$(STACK_NAME)
 
-.PHONY: setup demo test test-slow test-all bench specs lock clean
+.PHONY: setup demo test test-slow test-all bench specs dist image lock clean
 
 setup: $(STAMP)
 	@echo "setup: $(STACK_NAME) stack (constraints/$(STACK_NAME).txt): $(wordlist 3,100,$(PICKED))"
@@ -61,11 +61,33 @@ bench: setup
 
 # specs/ holds what kfp 2.17 users compile: the current stack's kfp. On the legacy stack the compiler runs in
 # .venv/specs-kfp, a small environment with that kfp (and no ml-metadata, which compiling does not need).
+# The checked-in specs/ embed the components' shared code. `make specs IMAGE=... SPECS_DIR=build/specs` compiles
+# containerized components for that image; `make specs INDEX_URL='URL [URL...]' SPECS_DIR=...` lightweight ones
+# installing the components' wheel from those indexes (README: "Running the components on Vertex AI / Kubeflow").
 SPECS_KFP := $(VENV)/specs-kfp
+SPECS_DIR ?= specs
+SPECS_OPTIONS = --output-dir '$(SPECS_DIR)' $(if $(IMAGE),--components-image '$(IMAGE)') \
+	$(foreach url,$(INDEX_URL),--index-url '$(url)')
 specs: setup
-	@if [ "$(STACK_NAME)" = current ]; then set -x; $(BIN)/python -m kfp_lineage.remote.compiling; else \
-		set -x; $(MAKE) --no-print-directory $(SPECS_KFP)/.installed && \
-		PYTHONPATH=.:components $(SPECS_KFP)/bin/python -m kfp_lineage.remote.compiling; fi
+	@if [ "$(STACK_NAME)" = current ]; then set -x; $(BIN)/python -m kfp_lineage.remote.compiling $(SPECS_OPTIONS); \
+	else set -x; $(MAKE) --no-print-directory $(SPECS_KFP)/.installed && \
+		PYTHONPATH=.:components $(SPECS_KFP)/bin/python -m kfp_lineage.remote.compiling $(SPECS_OPTIONS); fi
+
+# The components' wheel (and sdist) in dist/, for a private index: twine upload or gcloud artifacts (README).
+dist: setup
+	rm -rf dist/kfp_lineage_components-* && $(BIN)/python -m pip wheel --quiet --no-deps --disable-pip-version-check \
+		--wheel-dir dist ./components
+	@ls dist/kfp_lineage_components-*
+
+# The image of containerized components (components/Dockerfile), tagged IMAGE; PUSH=1 pushes it too. Needs docker
+# or podman (CONTAINER_ENGINE=...).
+CONTAINER_ENGINE ?= $(shell command -v docker || command -v podman)
+IMAGE ?=
+image:
+	@test -n "$(IMAGE)" || { echo "error: pass IMAGE=REGISTRY/NAME:TAG" >&2; exit 2; }
+	@test -n "$(CONTAINER_ENGINE)" || { echo "error: no container engine (docker or podman) on PATH" >&2; exit 2; }
+	$(CONTAINER_ENGINE) build -t '$(IMAGE)' components
+	$(if $(PUSH),$(CONTAINER_ENGINE) push '$(IMAGE)')
 
 $(SPECS_KFP)/.installed: constraints/current.txt
 	test -x $(SPECS_KFP)/bin/python || $(BIN)/python -m venv $(SPECS_KFP)

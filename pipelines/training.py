@@ -6,12 +6,14 @@ This file is loadable by path (runpy / importlib); it needs only kfp and kfp-lin
 """
 
 from kfp import dsl
+from kfp_lineage_components import _packaging
 from kfp_lineage_components.deploy import deploy_local, deploy_vertex
 from kfp_lineage_components.evaluate import evaluate
 from kfp_lineage_components.ingest import ingest
 from kfp_lineage_components.train import train
 
-@dsl.component(base_image="python:3.11-slim")
+# The components' image and kfp pin, so every task of the run has the same kfp (left alone, KFP pins the compiler's).
+@dsl.component(base_image=_packaging.BASE_IMAGE, packages_to_install=_packaging.KFP_REQUIREMENTS)
 def check_deploy_settings(deploy_target: str, project: str):
     """Fails the run before any work when its deployment settings cannot deploy: an unknown target would skip the
     deploy without a word after training, and Vertex AI needs a project."""

@@ -8,10 +8,11 @@ from google_cloud_pipeline_components.types.artifact_types import VertexEndpoint
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Model, Output
 
-from kfp_lineage_components._packaging import BASE_IMAGE, PACKAGES_TO_INSTALL, VERTEX_PACKAGES
+from kfp_lineage_components import _packaging
+from kfp_lineage_components._component import component
 
 
-@dsl.component(base_image=BASE_IMAGE, packages_to_install=PACKAGES_TO_INSTALL)
+@component(_packaging.PACKAGES_TO_INSTALL)
 def deploy_local(
     model: Input[Model],
     endpoint: Output[Artifact],
@@ -66,7 +67,7 @@ def deploy_local(
     endpoint.metadata.update(description)
 
 
-@dsl.component(base_image=BASE_IMAGE, packages_to_install=VERTEX_PACKAGES)
+@component(_packaging.VERTEX_PACKAGES)
 def deploy_vertex(
     model: Input[Model],
     vertex_model: Output[VertexModel],

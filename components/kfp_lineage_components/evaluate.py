@@ -2,13 +2,13 @@
 
 from typing import NamedTuple
 
-from kfp import dsl
 from kfp.dsl import ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
-from kfp_lineage_components._packaging import BASE_IMAGE, PACKAGES_TO_INSTALL
+from kfp_lineage_components import _packaging
+from kfp_lineage_components._component import component
 
 
-@dsl.component(base_image=BASE_IMAGE, packages_to_install=PACKAGES_TO_INSTALL)
+@component(_packaging.PACKAGES_TO_INSTALL)
 def evaluate(
     model: Input[Model],
     test_data: Input[Dataset],

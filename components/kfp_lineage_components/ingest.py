@@ -1,12 +1,12 @@
 """The ingest component: read a CSV/Parquet file, gs:// object or BigQuery table/query and split it."""
 
-from kfp import dsl
 from kfp.dsl import Dataset, Output
 
-from kfp_lineage_components._packaging import BASE_IMAGE, GCS_BIGQUERY_PACKAGES
+from kfp_lineage_components import _packaging
+from kfp_lineage_components._component import component
 
 
-@dsl.component(base_image=BASE_IMAGE, packages_to_install=GCS_BIGQUERY_PACKAGES)
+@component(_packaging.GCS_BIGQUERY_PACKAGES)
 def ingest(
     source_uri: str,
     label_column: str,

@@ -1,12 +1,12 @@
 """The train component: fit a scikit-learn random forest on an ingest training split."""
 
-from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from kfp_lineage_components._packaging import BASE_IMAGE, PACKAGES_TO_INSTALL
+from kfp_lineage_components import _packaging
+from kfp_lineage_components._component import component
 
 
-@dsl.component(base_image=BASE_IMAGE, packages_to_install=PACKAGES_TO_INSTALL)
+@component(_packaging.PACKAGES_TO_INSTALL)
 def train(
     train_data: Input[Dataset],
     model: Output[Model],

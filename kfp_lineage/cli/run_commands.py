@@ -15,6 +15,7 @@ from kfp_lineage.ir import spec
 from kfp_lineage.cli import _common
 from kfp_lineage.cli import env_commands
 from kfp_lineage.engine.exec import environment_plan
+from kfp_lineage.engine.exec import image_sources as image_sources_module
 
 
 @click.command("run")
@@ -33,6 +34,13 @@ from kfp_lineage.engine.exec import environment_plan
                    "and image Python, else an environment built for them), isolated (always built), current "
                    "(always the runner's; a missing package is refused).")
 @env_commands.env_cache_option
+@click.option("--find-links", "find_links", multiple=True, metavar="DIR",
+              help="A directory of wheels (or a URL of a page of links) that building a task environment also looks "
+                   "in, as pip's --find-links; the spec's own index URLs still apply (repeatable).")
+@click.option("--image-source", "image_sources", multiple=True, metavar="IMAGE=DIR",
+              help="Run containerized Python components of IMAGE from DIR, the directory the image is built from "
+                   "(its Dockerfile and kfp_config.ini): in an environment holding what the Dockerfile installs, "
+                   "with DIR's code; the run records IMAGE (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the run's result on stdout.")
 @click.option("--target", type=click.Choice(["kfp", "vertex"]), default="kfp", show_default=True,
               help="Where the pipeline will run: warn about what that backend rejects (ParallelFor over artifacts, "
@@ -49,6 +57,8 @@ def run_command(
     no_cache: bool,
     task_env: Optional[str],
     env_cache: Optional[str],
+    find_links: Tuple[str, ...],
+    image_sources: Tuple[str, ...],
     as_json: bool,
     target: str,
     strict: bool,
@@ -62,6 +72,8 @@ def run_command(
       kfp-lineage run pipelines/training.py:training --store mysql://root@127.0.0.1:3306/mlmd
       kfp-lineage run specs/training.yaml --target vertex --strict
       kfp-lineage run specs/training.yaml --task-env isolated --env-cache /tmp/envs
+      kfp-lineage run build/specs/training.yaml --find-links dist/
+      kfp-lineage run build/specs/training.yaml --image-source REGISTRY/kfp-lineage-components:0.1.0=components
 
     \b
     Exit codes:
@@ -87,6 +99,8 @@ def run_command(
             enable_cache=not no_cache,
             task_env=task_env,
             env_cache=env_cache,
+            image_sources=image_sources_module.parse_image_sources(image_sources),
+            find_links=find_links,
             reporter=progress.TextReporter(),
             target=target,
             strict=strict,
@@ -109,19 +123,33 @@ def run_command(
 @click.option("--components-dir", default="components", show_default=True, type=click.Path(file_okay=False))
 @click.option("--output-dir", default="specs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 when a spec differs from a fresh compile.")
-def compile_command(pipelines_dir: str, components_dir: str, output_dir: str, check: bool) -> None:
+@click.option("--components-image", default="", metavar="IMAGE",
+              help="Compile containerized components that run in IMAGE (built from components/ by `make image`), "
+                   "with no pip install at start-up.")
+@click.option("--index-url", "index_urls", multiple=True, metavar="URL",
+              help="Compile lightweight components that pip-install the components' wheel (`make dist`) from URL; "
+                   "repeatable: the first is pip's --index-url, the others --extra-index-url.")
+def compile_command(pipelines_dir: str, components_dir: str, output_dir: str, check: bool, components_image: str,
+                    index_urls: Tuple[str, ...]) -> None:
     """Compile every pipeline and component to IR YAML under specs/.
 
     Pipelines go to specs/<name>.yaml, components to specs/components/<name>.yaml, ready for
-    kfp.components.load_component_from_file.
+    kfp.components.load_component_from_file. By default each component carries the shared modules it imports
+    and installs only PyPI packages; --components-image and --index-url ship them the other two KFP ways.
 
     \b
     Examples:
       kfp-lineage compile
       kfp-lineage compile --check    # in CI: fail when a checked-in spec is stale
+      kfp-lineage compile --output-dir build/specs \\
+          --components-image us-central1-docker.pkg.dev/PROJECT/REPO/kfp-lineage-components:0.1.0
+      kfp-lineage compile --output-dir build/specs \\
+          --index-url https://us-central1-python.pkg.dev/PROJECT/REPO/simple/ --index-url https://pypi.org/simple
     """
+    shipping = compile_module.ShippingOptions(components_image=components_image, index_urls=index_urls)
     with _common.errors_to_exit_codes():
-        results = compile_module.compile_project(pipelines_dir, components_dir, output_dir, check=check)
+        results = compile_module.compile_project(pipelines_dir, components_dir, output_dir, check=check,
+                                                 shipping=shipping)
     stale = [r for r in results if r.changed]
     for r in results:
         status = ("stale" if check else "updated") if r.changed else "up to date"

@@ -129,6 +129,8 @@ class TaskRunner:
             # (uv, pip) can only touch its environment, never the runner's.
             env["PATH"] = environment.bin_dir + os.pathsep + env.get("PATH", os.defpath)
             env["VIRTUAL_ENV"] = environment.path
+            if environment.source_dir:  # an image's code, read from the directory it is built from
+                env["PYTHONPATH"] = os.pathsep.join(p for p in (environment.source_dir, env.get("PYTHONPATH")) if p)
         env.update({variable.name: variable.value for variable in task.container.env})
         launch = handler.TaskLaunch(
             label=task.key,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from kfp.dsl import base_component
 
@@ -47,6 +47,8 @@ def run_pipeline(
     strict: bool = False,
     task_env: Optional[str] = None,
     env_cache: Optional[str] = None,
+    image_sources: Optional[Mapping[str, str]] = None,
+    find_links: Sequence[str] = (),
 ) -> results.RunResult:
     """Runs a compiled pipeline on this machine and records its lineage in an ml-metadata store.
 
@@ -75,6 +77,11 @@ def run_pipeline(
             is written, and reused from the cache by later runs.
         env_cache: the directory of cached task environments; None reads KFP_LINEAGE_ENV_CACHE, else the user
             cache directory's kfp-lineage/envs.
+        image_sources: image -> the directory it is built from: a containerized Python component in such an image
+            runs in an isolated environment holding what the directory's Dockerfile installs, with the directory's
+            code (engine/exec/image_sources.py); the run records the image as the spec names it.
+        find_links: directories of wheels (or URLs of pages of links) that building an environment also looks in,
+            as pip's --find-links; the spec's own index options still apply.
 
     While it runs (in the main thread), SIGINT, SIGTERM and SIGHUP stop the run cleanly instead of killing this
     process: running tasks are killed and recorded CANCELED, then RunCanceled is raised. Every path leaves the
@@ -111,7 +118,8 @@ def run_pipeline(
     preflight.check_pipeline(loaded.spec)  # its requirement problems are the plan's business (current mode)
     _check_target(loaded, values, target, strict, reporter)
     by_executor = task_environments.prepare_task_environments(
-        loaded.spec, mode, environments.resolve_cache_dir(env_cache, os.environ), reporter)
+        loaded.spec, mode, environments.resolve_cache_dir(env_cache, os.environ), reporter,
+        image_sources=image_sources, find_links=[_find_link(link) for link in find_links])
     metadata_store = store_indexes.open_run_store(url)  # a store it creates gets kfp-lineage's indexes
     options = results.RunOptions(
         pipeline_root=os.path.abspath(pipeline_root or DEFAULT_PIPELINE_ROOT),
@@ -130,6 +138,16 @@ def run_pipeline(
             stop=stop,
         )
         return runner.run()
+
+
+def _find_link(link: str) -> str:
+    """A --find-links value made absolute (environments are built in another directory); InvalidInputError for a
+    path that is not a directory."""
+    if "://" in link:
+        return link
+    if not os.path.isdir(link):
+        raise errors.InvalidInputError(f"find-links {link!r} is not a directory: pass a directory of wheels or a URL")
+    return os.path.abspath(link)
 
 
 def _check_target(loaded: spec.LoadedPipeline, values: Mapping[str, Any], target: str, strict: bool,

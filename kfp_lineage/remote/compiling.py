@@ -7,6 +7,7 @@ does in an environment that has just kfp (`make specs` compiles with the current
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import filecmp
 import importlib
@@ -16,13 +17,35 @@ import pkgutil
 import re
 import sys
 import tempfile
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import kfp
 from kfp import compiler
 from kfp.dsl import base_component, graph_component
 
 from kfp_lineage import errors
+
+
+# The compile-time settings a project's component decorators read when their modules are imported (components/
+# kfp_lineage_components/_component.py): the image of containerized components, the index URLs of the wheel that
+# lightweight ones install. compile_project sets both (or clears them) and imports the components afresh.
+IMAGE_ENV_VAR = "KFP_LINEAGE_COMPONENTS_IMAGE"
+INDEX_ENV_VAR = "KFP_LINEAGE_COMPONENTS_INDEX_URLS"
+
+
+@dataclasses.dataclass(frozen=True)
+class ShippingOptions:
+    """How compiled components get their package's shared code (see README, "Running the components on Vertex AI /
+    Kubeflow").
+
+    Attributes:
+        components_image: build containerized components running in this image (`make image`); "" for lightweight.
+        index_urls: lightweight components pip-install the components' wheel from these indexes (the first is
+            pip's --index-url, the others --extra-index-url); empty: the shared modules are embedded in each spec.
+    """
+
+    components_image: str = ""
+    index_urls: Sequence[str] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,11 +114,13 @@ def find_components(components_dir: str) -> Dict[str, base_component.BaseCompone
     return found
 
 
-def compile_project(pipelines_dir: str, components_dir: str, output_dir: str, check: bool = False) -> List[CompiledFile]:
+def compile_project(pipelines_dir: str, components_dir: str, output_dir: str, check: bool = False,
+                    shipping: Optional[ShippingOptions] = None) -> List[CompiledFile]:
     """Compiles pipelines to `<output_dir>/<name>.yaml` and components to `<output_dir>/components/<name>.yaml`.
 
     Args:
         check: compile to a temporary place and only report which files differ; write nothing.
+        shipping: how the components get their shared code (default: embedded, PyPI requirements only).
 
     Returns:
         One entry per spec, with `changed` telling whether it differs from what was on disk.
@@ -104,6 +129,11 @@ def compile_project(pipelines_dir: str, components_dir: str, output_dir: str, ch
         InvalidInputError: with `check`, a spec on disk differs and was compiled by another kfp version than this
             one (the difference would say nothing about the source); or a directory is missing.
     """
+    with _shipping_settings(shipping or ShippingOptions(), components_dir):
+        return _compile_project(pipelines_dir, components_dir, output_dir, check)
+
+
+def _compile_project(pipelines_dir: str, components_dir: str, output_dir: str, check: bool) -> List[CompiledFile]:
     targets = [(name, "pipeline", comp, os.path.join(output_dir, f"{name}.yaml"))
                for name, comp in sorted(find_pipelines(pipelines_dir).items())]
     targets += [(name, "component", comp, os.path.join(output_dir, "components", f"{name}.yaml"))
@@ -128,6 +158,35 @@ def compile_project(pipelines_dir: str, components_dir: str, output_dir: str, ch
                 if filename.endswith(".yaml") and not filename.endswith(".lineage.yaml") and path not in expected:
                     results.append(CompiledFile(path, f"stale {kind} (no source)", True))
     return results
+
+
+@contextlib.contextmanager
+def _shipping_settings(shipping: ShippingOptions, components_dir: str) -> Iterator[None]:
+    """Sets the component decorators' settings for the compile and makes the packages under `components_dir` be
+    imported afresh (their components are built when imported); puts back the environment and modules after."""
+    packages = {name for name in (os.listdir(components_dir) if os.path.isdir(components_dir) else ())
+                if os.path.isfile(os.path.join(components_dir, name, "__init__.py"))}
+    settings = {IMAGE_ENV_VAR: shipping.components_image.strip(), INDEX_ENV_VAR: " ".join(shipping.index_urls)}
+    saved_env = {name: os.environ.get(name) for name in settings}
+    saved_modules = {name: module for name, module in sys.modules.items() if name.split(".")[0] in packages}
+    for name in saved_modules:
+        del sys.modules[name]
+    for name, value in settings.items():
+        if value:
+            os.environ[name] = value
+        else:
+            os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        for name in [name for name in sys.modules if name.split(".")[0] in packages]:
+            del sys.modules[name]
+        sys.modules.update(saved_modules)
 
 
 _SDK_VERSION = re.compile(r"^sdkVersion: kfp-(\S+)\s*$", re.M)
@@ -164,9 +223,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--components-dir", default="components")
     parser.add_argument("--output-dir", default="specs")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a spec is stale")
+    parser.add_argument("--components-image", default="", metavar="IMAGE",
+                        help="containerized components running in IMAGE (built by `make image`)")
+    parser.add_argument("--index-url", dest="index_urls", action="append", default=[], metavar="URL",
+                        help="lightweight components installing the components' wheel from URL (repeatable)")
     options = parser.parse_args(argv)
+    shipping = ShippingOptions(options.components_image, tuple(options.index_urls))
     try:
-        results = compile_project(options.pipelines_dir, options.components_dir, options.output_dir, options.check)
+        results = compile_project(options.pipelines_dir, options.components_dir, options.output_dir, options.check,
+                                  shipping)
     except errors.InvalidInputError as e:
         print(f"Error: {e}", file=sys.stderr)
         return 2

@@ -174,7 +174,10 @@ def test_packages_are_pinned_and_agree_with_the_distribution_and_lock():
 
     project = tomllib.loads((REPO_ROOT / "components" / "pyproject.toml").read_text())["project"]
     base = pins(_packaging.PACKAGES_TO_INSTALL)
-    assert base["kfp-lineage-components"] == project["version"]
+    assert pins([_packaging.COMPONENTS_REQUIREMENT])["kfp-lineage-components"] == project["version"]
+    # The default specs install only what PyPI has: the package's own modules travel inside each component.
+    every_list = _packaging.PACKAGES_TO_INSTALL + _packaging.GCS_BIGQUERY_PACKAGES + _packaging.VERTEX_PACKAGES
+    assert "kfp-lineage-components" not in pins(every_list)
     # The distribution declares ranges; every task pin must lie inside them.
     for name, allowed in ranges(project["dependencies"]).items():
         assert allowed.contains(base[name]), (name, base[name], str(allowed))

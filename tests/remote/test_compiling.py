@@ -168,3 +168,34 @@ def test_a_compiled_component_is_reusable_in_another_pipeline(tmp_path, sqlite_u
     assert view.inputs("count") == {"data": [train_id]}
     assert view.artifact(train_id).type == "system.Dataset"
     assert result.tasks["count"].outputs["Output"]["value"] == view.artifact(train_id).custom_properties["rows"].double_value
+
+
+def test_the_compile_command_passes_the_shipping_settings_and_clears_them_after(tmp_path, monkeypatch):
+    """`kfp-lineage compile --components-image` / `--index-url` reach the components' decorators; a value left in
+    the environment by the user does not leak into a default compile."""
+    from click.testing import CliRunner
+
+    from kfp_lineage import cli
+
+    image = "registry.example/team/kfp-lineage-components:1"
+    monkeypatch.chdir(REPO)
+    result = CliRunner().invoke(cli.main, ["compile", "--output-dir", str(tmp_path / "image"),
+                                           "--components-image", image])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "image" / "components" / "train.yaml") as f:
+        container = next(yaml.safe_load_all(f))["deploymentSpec"]["executors"]["exec-train"]["container"]
+    assert (container["image"], container["command"]) == (image, ["python3", "-m", "kfp.dsl.executor_main"])
+
+    result = CliRunner().invoke(cli.main, ["compile", "--output-dir", str(tmp_path / "index"), "--index-url",
+                                           "http://127.0.0.1:8000/simple/", "--index-url", "https://pypi.org/simple"])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "index" / "components" / "train.yaml") as f:
+        text = f.read()
+    assert "--index-url http://127.0.0.1:8000/simple/" in text and "--extra-index-url https://pypi.org/simple" in text
+
+    monkeypatch.setenv(compile_module.IMAGE_ENV_VAR, image)
+    result = CliRunner().invoke(cli.main, ["compile", "--output-dir", str(tmp_path / "default")])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "default" / "components" / "train.yaml") as f:
+        assert "image: python:3.11-slim" in f.read()
+    assert os.environ[compile_module.IMAGE_ENV_VAR] == image

@@ -36,6 +36,8 @@ def build_command(launch: handler.TaskLaunch) -> Tuple[List[str], pipeline_spec_
     prefix = requirements.split_pip_prefix(list(launch.container.command))
     if prefix is not None:
         raw_command = list(prefix.command) + list(launch.container.args)
+    if launch.environment is not None:
+        raw_command += list(launch.environment.arguments)  # what the image's kfp_config.ini would tell the task
     argv = resolve_placeholders(raw_command, executor_input_dict, launch)
     return argv, executor_input
 

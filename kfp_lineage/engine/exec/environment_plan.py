@@ -6,8 +6,11 @@ Three modes (`--task-env`, KFP_LINEAGE_TASK_ENV):
               and every requirement, kfp's pin included, met by the installed versions), else an isolated one;
     isolated  an isolated environment for every task that has a pip prefix;
     current   the runner's environment always; a missing package refuses the run, a different version is a warning.
-A task without a pip prefix (a container component) always runs as it is; one whose program is not Python and is on
+A task without a pip prefix (a container component) runs as it is; one whose program is not Python and is on
 this machine gets a notice that it does not run in its image (preflight.py refuses one whose program is missing).
+The exception: a containerized Python component whose image is mapped to the directory it is built from
+(`--image-source IMAGE=DIR`, image_sources.py) runs, in every mode, in an isolated environment holding what that
+directory's Dockerfile installs, with the directory's code.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ import dataclasses
 import os
 import re
 import shutil
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kfp_lineage import errors
 from kfp_lineage.engine.exec import environment_spec
 from kfp_lineage.engine.exec import forkserver
+from kfp_lineage.engine.exec import image_sources as image_sources_module
 from kfp_lineage.engine.exec import interpreters
 from kfp_lineage.ir import preflight
 from kfp_lineage.ir import requirements
@@ -46,12 +50,13 @@ InterpreterFinder = Callable[[str], Optional[interpreters.Interpreter]]
 
 @dataclasses.dataclass(frozen=True)
 class TaskRequest:
-    """A task as the planner sees it: its label, its executor and that executor's image and command."""
+    """A task as the planner sees it: its label, its executor and that executor's image, command and arguments."""
 
     label: str
     executor: str
     image: str
     command: Tuple[str, ...]
+    args: Tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +68,10 @@ class Decision:
         reason: why, for the task's log (`kfp==2.17.3 (installed: 2.13.0)`, `image asks for Python 3.12`).
         spec: the environment to run in when ISOLATED.
         python: the Python X.Y the tasks run on.
+        source: for an image mapped with --image-source, what its directory holds; the tasks run with the
+            directory first on PYTHONPATH and `arguments` after their command.
+        arguments: `--component_module_path FILE` for such a task (executor_main finds no kfp_config.ini outside
+            the image).
     """
 
     executor: str
@@ -71,6 +80,8 @@ class Decision:
     reason: str
     python: str
     spec: Optional[environment_spec.EnvironmentSpec] = None
+    source: Optional[image_sources_module.ImageSource] = None
+    arguments: Tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +131,8 @@ def tasks_of_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> List[Tas
             executor = deployment.executors[child.executor_label]
             if executor.WhichOneof("spec") == "container":
                 found.append(TaskRequest(label=label, executor=child.executor_label, image=executor.container.image,
-                                         command=tuple(executor.container.command)))
+                                         command=tuple(executor.container.command),
+                                         args=tuple(executor.container.args)))
 
     walk(pipeline_spec.root, "")
     return found
@@ -128,7 +140,8 @@ def tasks_of_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> List[Tas
 
 def plan_environments(tasks: Iterable[TaskRequest], mode: str = DEFAULT_MODE,
                       find_interpreter: Optional[InterpreterFinder] = None,
-                      platform: Optional[str] = None) -> EnvironmentPlan:
+                      platform: Optional[str] = None,
+                      image_sources: Optional[Mapping[str, str]] = None) -> EnvironmentPlan:
     """Decides, per executor, whether its tasks run in the runner's environment or in an isolated one.
 
     Args:
@@ -137,15 +150,19 @@ def plan_environments(tasks: Iterable[TaskRequest], mode: str = DEFAULT_MODE,
         find_interpreter: X.Y -> an interpreter or None (default interpreters.find_interpreter: PATH, pyenv, uv's
             Python directory; no process started).
         platform: for the environments' digests (default: this machine's).
+        image_sources: image -> the directory it is built from (image_sources.parse_image_sources).
 
     Returns:
         The plan. An image asking for a Python this machine lacks gives a notice, and its tasks use the runner's
         Python.
 
     Raises:
-        InvalidInputError: an unknown mode; in `current` mode, a task needs a package that is not installed.
+        InvalidInputError: an unknown mode; in `current` mode, a task needs a package that is not installed; a
+            mapped image's task is not a containerized Python component, or its directory cannot say what it holds.
     """
     mode = check_mode(mode)
+    sources = dict(image_sources or {})
+    read_sources: Dict[str, image_sources_module.ImageSource] = {}
     find = find_interpreter or interpreters.find_interpreter
     runner = interpreters.runner_interpreter()
     by_executor: Dict[str, List[TaskRequest]] = {}
@@ -159,6 +176,19 @@ def plan_environments(tasks: Iterable[TaskRequest], mode: str = DEFAULT_MODE,
     for executor, group in sorted(by_executor.items(), key=lambda item: item[1][0].label):
         first = group[0]
         labels = tuple(task.label for task in group)
+        if first.image in sources:
+            if first.image not in read_sources:
+                read_sources[first.image] = image_sources_module.read_image_source(first.image, sources[first.image])
+            source = read_sources[first.image]
+            interpreter = _interpreter_for(source.python_version, f"image {source.base_image!r}", first.label,
+                                           runner, find, looked_up, notices)
+            spec = environment_spec.EnvironmentSpec(installs=source.installs, python_version=interpreter.version,
+                                                    interpreter=interpreter.path,
+                                                    platform=platform or environment_spec.current_platform())
+            decisions[executor] = Decision(executor, labels, ISOLATED, f"image {first.image!r} built from "
+                                           f"{source.directory}", interpreter.version, spec, source,
+                                           _source_arguments(first, source))
+            continue
         prefix = requirements.split_pip_prefix(list(first.command))
         if prefix is None:
             notice = _host_program_notice(first, len(labels))
@@ -171,15 +201,8 @@ def plan_environments(tasks: Iterable[TaskRequest], mode: str = DEFAULT_MODE,
             decisions[executor] = Decision(executor, labels, CURRENT, "--task-env current", runner.version)
             continue
         asked = requirements.python_version_for_image(first.image)
-        interpreter = runner
-        if asked is not None and asked != runner.version:
-            if asked not in looked_up:
-                looked_up[asked] = find(asked)
-                if looked_up[asked] is None:
-                    notices.append(
-                        f"image {first.image!r} asks for Python {asked}, which is not on this machine (PATH, pyenv, "
-                        f"uv): task {first.label!r} runs on Python {runner.version}")
-            interpreter = looked_up[asked] or runner
+        interpreter = _interpreter_for(asked, f"image {first.image!r}", first.label, runner, find, looked_up,
+                                       notices)
         unmet = _unmet_requirements(prefix)
         if mode == "auto" and interpreter == runner and not unmet:
             decisions[executor] = Decision(executor, labels, CURRENT,
@@ -198,7 +221,35 @@ def plan_environments(tasks: Iterable[TaskRequest], mode: str = DEFAULT_MODE,
                            "cannot apply outside its image; ignored in its environment")
         spec = environment_spec.spec_for_prefix(prefix, interpreter, platform)
         decisions[executor] = Decision(executor, labels, ISOLATED, reason, interpreter.version, spec)
+    unused = sorted(set(sources) - {task.image for group in by_executor.values() for task in group})
+    notices += [f"--image-source {image}: no task of this pipeline runs that image" for image in unused]
     return EnvironmentPlan(mode=mode, decisions=decisions, notices=tuple(notices))
+
+
+def _interpreter_for(asked: Optional[str], what: str, label: str, runner: interpreters.Interpreter,
+                     find: InterpreterFinder, looked_up: Dict[str, Optional[interpreters.Interpreter]],
+                     notices: List[str]) -> interpreters.Interpreter:
+    """The interpreter of Python `asked` (the runner's when None or missing here, with a notice the first time)."""
+    if asked is None or asked == runner.version:
+        return runner
+    if asked not in looked_up:
+        looked_up[asked] = find(asked)
+        if looked_up[asked] is None:
+            notices.append(f"{what} asks for Python {asked}, which is not on this machine (PATH, pyenv, uv): task "
+                           f"{label!r} runs on Python {runner.version}")
+    return looked_up[asked] or runner
+
+
+def _source_arguments(task: TaskRequest, source: image_sources_module.ImageSource) -> Tuple[str, ...]:
+    """`--component_module_path FILE` for a mapped image's task; InvalidInputError for one that is not a
+    containerized Python component."""
+    function = image_sources_module.executor_function(task.command, task.args)
+    if function is None:
+        raise errors.InvalidInputError(
+            f"task {task.label!r} runs image {task.image!r}, which --image-source maps to {source.directory}, but its "
+            f"command is not `{' '.join(image_sources_module.EXECUTOR_COMMAND)}`: only containerized Python "
+            "components run from their source; drop the mapping for this image")
+    return ("--component_module_path", source.module_path(function, task.label))
 
 
 _PYTHON_PROGRAM = re.compile(r"^python(?:3(?:\.\d+)?)?$")

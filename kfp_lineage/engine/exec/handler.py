@@ -91,6 +91,10 @@ class TaskEnvironment:
             task's requirements as installed there.
         digest: the isolated environment's name in the cache ("" for the runner's).
         path: the isolated environment's directory, a virtual environment ("" for the runner's).
+        source_dir: for an image run from the directory it is built from (--image-source), that directory: first
+            on the task's PYTHONPATH, as the image's working directory is.
+        source_digest: the sha256 of that directory's files, part of the cache fingerprint.
+        arguments: added after the task's command (`--component_module_path FILE` for such an image).
     """
 
     isolated: bool
@@ -99,6 +103,9 @@ class TaskEnvironment:
     packages: Tuple[str, ...] = ()
     digest: str = ""
     path: str = ""
+    source_dir: str = ""
+    source_digest: str = ""
+    arguments: Tuple[str, ...] = ()
 
     @property
     def python_path(self) -> str:
@@ -115,12 +122,18 @@ class TaskEnvironment:
         so an upgraded package is a cache miss); None for the runner's own, whose tasks keep the backend's key."""
         if not self.isolated:
             return None
-        return {"digest": self.digest, "python": self.python, "packages": sorted(self.packages)}
+        found = {"digest": self.digest, "python": self.python, "packages": sorted(self.packages)}
+        if self.source_digest:
+            found["source"] = self.source_digest
+        return found
 
     def describe(self) -> List[str]:
         """The lines a task's log starts with: which environment, why, and what is installed."""
         where = f"task environment {self.digest}" if self.isolated else "the runner's environment"
         lines = [f"kfp-lineage: {where} (Python {self.python}; {self.reason})"]
+        if self.source_dir:
+            lines.append(f"kfp-lineage: code from {self.source_dir} (sha256 {self.source_digest[:12]}), first on "
+                         "PYTHONPATH")
         if self.packages:
             lines.append(f"kfp-lineage: installed: {', '.join(self.packages)}")
         return lines

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import urllib.parse
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from packaging import requirements as packaging_requirements
@@ -108,12 +109,22 @@ def _index_arguments(index: requirements.IndexOptions) -> List[str]:
     if index.extra_index_urls:
         argv += ["--index-strategy", "unsafe-best-match"]
     for host in index.trusted_hosts:
-        argv += ["--allow-insecure-host", host]
+        argv += ["--allow-insecure-host", trusted_host(host)]
     for link in index.find_links:
         argv += ["--find-links", link]
     if index.no_index:
         argv.append("--no-index")
     return argv
+
+
+def trusted_host(value: str) -> str:
+    """pip's --trusted-host value as uv's --allow-insecure-host takes it: `host` or `host:port`. KFP compiles
+    `pip_index_urls` without `pip_trusted_hosts` to `--trusted-host <each index URL>`, which uv refuses
+    (`invalid port`): a URL becomes its host and port."""
+    if "://" not in value:
+        return value
+    location = urllib.parse.urlsplit(value)
+    return location.netloc.rpartition("@")[2] or value
 
 
 def _uv_reason(stderr: str) -> str:
