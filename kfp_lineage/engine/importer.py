@@ -31,6 +31,8 @@ def run_importer(record: recorder.Recorder, contexts: recorder.RunContexts, impo
     else:
         uri = str(json_format.MessageToDict(source.constant))
     metadata = _resolve_placeholders(json_format.MessageToDict(importer.metadata), parameters)
+    # The backend's importer fails on a top-level null; ours leaves it out (docs/mlmd-format.md, differences).
+    metadata = {key: value for key, value in metadata.items() if value is not None}
     [output_key] = list(component.output_definitions.artifacts) or ["artifact"]
     schema_title = importer.type_schema.schema_title
     existing = None if importer.reimport else record.find_importable(contexts, uri, schema_title, metadata)

@@ -225,6 +225,8 @@ def _add_events(
         path = paths.get(event.execution_id)
         if path is None or event.type not in (mlmd_pb.Event.INPUT, mlmd_pb.Event.OUTPUT):
             continue
+        if event.type == mlmd_pb.Event.OUTPUT and _event_key(event) == vocabulary.EXECUTOR_LOGS:
+            continue  # the task's log (KFP 2.17 publishes one per container), not its lineage
         artifact = artifacts.get(event.artifact_id)
         direction = INPUT if event.type == mlmd_pb.Event.INPUT else OUTPUT
         recorded = RecordedEvent(
