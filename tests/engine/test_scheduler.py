@@ -333,3 +333,11 @@ def _alive(pid: int, timeout: float = 5.0) -> bool:
                 return False
         time.sleep(0.05)
     return True
+
+
+def test_a_container_s_inputs_leave_out_parameters_that_fall_back_to_their_default(tmp_path, sqlite_url):
+    # The driver records what the task binds; the launcher fills in defaults at run time (resolve.go).
+    result = run(pipelines.defaults, tmp_path, sqlite_url, run_id="defaults-1")
+    assert result.tasks["repeat"].outputs["Output"] == {"value": "hi-hi"}  # the default still reaches the task
+    view = RunView(conftest.open_store(sqlite_url), "defaults-1")
+    assert view.prop("repeat", "inputs") == {"text": "hi", "sep": "-"}
