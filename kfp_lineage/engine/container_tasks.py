@@ -194,7 +194,7 @@ class TaskRunner:
         if not outcome.succeeded:
             state = results.CANCELED if outcome.canceled else results.FAILED
             self._recorder.publish_execution(self._contexts, running.execution_id, results.MLMD_STATE[state],
-                                             output_artifacts=running.logs.outputs())
+                                             output_artifacts={} if outcome.canceled else running.logs.outputs())
             return FinishedTask(running.task, state, running.execution_id, dataflow.Produced(), outcome.duration,
                                 outcome.error, launch.log_path, running.attempt)
         drafts = {

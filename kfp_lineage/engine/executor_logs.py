@@ -1,7 +1,8 @@
 """The `executor-logs` artifacts of a container task, as the KFP 2.17 launcher publishes them (PUBLISH_LOGS, on by
 default): each launched attempt's output, in `<task dir>/executor-logs-<retry index>` beside the task's other
-outputs, recorded as a system.Artifact with an OUTPUT event `executor-logs`, failed and canceled attempts
-included (driver.go provisionOutputs, launcher_v2.go qualifyExecutorLogsURI / uploadOutputArtifacts).
+outputs, recorded as a system.Artifact with an OUTPUT event `executor-logs`, failed attempts included (driver.go
+provisionOutputs, launcher_v2.go qualifyExecutorLogsURI / uploadOutputArtifacts). A task killed because the run
+was stopped publishes none, as a terminated pod's launcher publishes nothing.
 
 The task's whole log (`<run root>/logs/<task path>.log`, every attempt) stays where it was; each attempt's part of
 it is copied when the attempt ends, with the task's secret values scrubbed.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Sequence
 
+from kfp_lineage import digests
 from kfp_lineage import redaction
 from kfp_lineage.mlmd import recorder
 from kfp_lineage.mlmd import vocabulary
@@ -45,7 +47,7 @@ class AttemptLogs:
         with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(redaction.scrub(text, secret_values) if secret_values else text)
         self._artifacts.append(recorder.OutputArtifact(
-            schema_title=vocabulary.GENERIC_ARTIFACT_TYPE, uri=path, metadata={},
+            schema_title=vocabulary.GENERIC_ARTIFACT_TYPE, uri=path, metadata=digests.with_content_digest({}, path),
             display_name=vocabulary.EXECUTOR_LOGS))
 
     def outputs(self) -> Dict[str, List[recorder.OutputArtifact]]:
