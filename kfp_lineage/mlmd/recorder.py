@@ -37,7 +37,8 @@ class OutputArtifact:
     schema_title: str
     uri: str
     metadata: Dict[str, Any]
-    display_name: str
+    display_name: str  # "" for none (an imported artifact, as the backend's importer records it)
+    store_session_info: str = vocabulary.LOCAL_STORE_SESSION_INFO
 
 
 class Recorder:
@@ -263,9 +264,10 @@ class Recorder:
         )
         set_custom_properties(artifact, output.metadata)
         # As the backend's RecordArtifact: a display_name or store_session_info the task set is kept.
-        defaults = {vocabulary.DISPLAY_NAME: output.display_name,
-                    vocabulary.STORE_SESSION_INFO: vocabulary.LOCAL_STORE_SESSION_INFO}
-        set_custom_properties(artifact, {k: v for k, v in defaults.items() if k not in artifact.custom_properties})
+        defaults = {vocabulary.DISPLAY_NAME: output.display_name or None,
+                    vocabulary.STORE_SESSION_INFO: output.store_session_info}
+        set_custom_properties(artifact, {k: v for k, v in defaults.items()
+                                         if v is not None and k not in artifact.custom_properties})
         return artifact
 
     def cache_index(self, contexts: RunContexts) -> Dict[str, int]:

@@ -91,6 +91,7 @@ def test_importer_records_an_importer_execution_and_reuses_the_artifact(tmp_path
     assert artifact.type == "system.Dataset" and artifact.uri == str(data)
     assert artifact.custom_properties["origin"].string_value == "lake"
     assert artifact.custom_properties["content_sha256"].string_value == digests.path_sha256(str(data))
+    assert "display_name" not in artifact.custom_properties  # as the backend's importer launcher records it
     assert view.prop("importer", "task_name") == "importer" and view.prop("importer", "display_name") == ""
     assert view.prop("importer", "inputs") is None  # as the backend's importer launcher records it
     assert view.inputs("read") == {"data": [artifact_id]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
@@ -82,10 +83,11 @@ def test_linear_pipeline_records_contexts_executions_artifacts_and_events(tmp_pa
     make_log = view.artifact(make_log_id)
     assert make_log.type == "system.Artifact" and make_log.state == mlmd_pb.Artifact.LIVE
     assert make_log.uri == os.path.join(os.path.dirname(dataset.uri), "executor-logs-0")
-    assert {k: v.string_value for k, v in make_log.custom_properties.items()} == {
-        "display_name": "executor-logs", "store_session_info": '{"Provider":"local","Params":{}}'}
     with open(make_log.uri) as f:
         published = f.read()
+    assert {k: v.string_value for k, v in make_log.custom_properties.items()} == {
+        "display_name": "executor-logs", "store_session_info": '{"Provider":"local","Params":{}}',
+        "content_sha256": hashlib.sha256(published.encode()).hexdigest()}  # ours: `verify` re-hashes it
     # what the component printed; the runner's own lines about the task's environment come before it in the log
     assert "Looking for component `make_dataset`" in published and not published.startswith("kfp-lineage:")
     assert open(result.tasks["make-dataset"].log_path).read().endswith(published)
