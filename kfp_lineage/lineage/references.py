@@ -5,7 +5,7 @@ say what is missing and where to look.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, List
+from typing import TYPE_CHECKING, Any, List, Optional
 
 from kfp_lineage import errors, task_paths
 from kfp_lineage.lineage import graph as lineage_graph
@@ -155,8 +155,8 @@ def find_run(reader: lineage_reader.Reader, run_id: str) -> lineage_graph.Run:
     return run
 
 
-def latest_finished_run(reader: lineage_reader.Reader) -> lineage_graph.Run:
-    """The newest run that finished: its state (runs.summarize_run: the root DAG's, or read from the tasks of a root
+def latest_finished_run(reader: lineage_reader.Reader, pipeline: Optional[str] = None) -> lineage_graph.Run:
+    """The newest run (of `pipeline`, when given) that finished: its state (runs.summarize_run: the root DAG's, or read from the tasks of a root
     the KFP backend left RUNNING) is not RUNNING. A run still running, or whose runner died before `kfp-lineage
     recover` closed it, has not finished: its outputs may be missing or change. When newer runs are skipped, a
     warning on this module's logger names them (the CLI prints it on stderr as `note: ...`).
@@ -167,7 +167,7 @@ def latest_finished_run(reader: lineage_reader.Reader) -> lineage_graph.Run:
     limit = _FIRST_BATCH
     unfinished: List[lineage_graph.Run] = []
     while True:
-        runs = reader.runs(limit)
+        runs = reader.runs(limit, pipeline)
         if not runs:
             raise errors.InvalidInputError("the store has no pipeline runs yet: run one with `kfp-lineage run`")
         for run in runs[len(unfinished):]:
