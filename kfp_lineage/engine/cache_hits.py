@@ -60,6 +60,12 @@ class CacheHits:
         cached = self._recorder.cached_result(cached_id) if cached_id is not None else None
         if cached is None:
             return None
+        # The original's log is not one of its results: never checked, never handed downstream. As the backend's
+        # driver, the hit's `executor-logs` OUTPUT event points at the original's (the newest, after retries).
+        logs = cached.artifacts.pop(vocabulary.EXECUTOR_LOGS, [])
+        reused = {k: [a.id for a in arts] for k, arts in cached.artifacts.items()}
+        if logs:
+            reused[vocabulary.EXECUTOR_LOGS] = [max(a.id for a in logs)]
         missing = caching.missing_outputs((a.uri, vocabulary.CONTENT_DIGEST in a.custom_properties)
                                           for arts in cached.artifacts.values() for a in arts)
         if missing:
@@ -77,7 +83,7 @@ class CacheHits:
         execution_id, _ = self._recorder.record_finished_execution(
             self._contexts, vocabulary.CONTAINER_EXECUTION_TYPE, properties, mlmd_pb.Execution.CACHED,
             input_artifacts=task.input_ids,
-            reused_output_artifacts={k: [a.id for a in arts] for k, arts in cached.artifacts.items()},
+            reused_output_artifacts=reused,
         )
         produced = dataflow.Produced(parameters=reuse.typed_outputs(task.component, cached.outputs))
         for output, arts in cached.artifacts.items():

@@ -21,6 +21,7 @@ from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from kfp_lineage import digests
 from kfp_lineage import redaction
+from kfp_lineage.engine import executor_logs
 from kfp_lineage.engine import frames
 from kfp_lineage.engine import progress
 from kfp_lineage.engine import results
@@ -69,6 +70,7 @@ class _Running:
     task: ContainerTask
     execution_id: int
     launch: handler.TaskLaunch
+    logs: executor_logs.AttemptLogs
     attempt: int = 1
 
 
@@ -156,7 +158,8 @@ class TaskRunner:
             with open(launch.log_path, "a", encoding="utf-8") as log:
                 log.write("".join(line + "\n" for line in environment.describe()))
         self._reporter.task_started(task.key)
-        self._futures[self._pool.submit(self._handler.run, launch)] = _Running(task, execution_id, launch)
+        logs = executor_logs.AttemptLogs(launch.log_path, task_dir)
+        self._futures[self._pool.submit(self._handler.run, launch)] = _Running(task, execution_id, launch, logs)
 
     def wait(self, timeout: Optional[float] = None) -> Set[concurrent.futures.Future]:
         """Blocks until at least one attempt ended, or `timeout` seconds passed; the futures of the attempts that
@@ -174,6 +177,7 @@ class TaskRunner:
         except Exception as e:  # a bug in the handler, not in the task: record it, keep the store consistent
             outcome = handler.TaskOutcome(False, {}, {}, 0.0, error=f"could not run the task: {e!r}")
             _log_launch_failure(launch, e)
+        running.logs.attempt_ended(running.attempt - 1, launch.secret_values)
         if outcome.succeeded:
             # A local output must stay under the run's directory; a URI with a scheme names a remote resource
             # (GCPC's google.VertexModel carries its https://...aiplatform... resource URI) and is not a path.
@@ -184,11 +188,15 @@ class TaskRunner:
                     False, {}, {}, outcome.duration,
                     error=f"output URI {escaped[0]} is outside the run's directory {self._run_root}",
                 )
+            null = recorder.null_metadata(outcome.artifacts)
+            if null:  # the backend's launcher cannot record it and fails the task
+                outcome = handler.TaskOutcome(False, {}, {}, outcome.duration, error=null)
         if not outcome.succeeded and not outcome.canceled and self._retry(running, outcome):
             return None
         if not outcome.succeeded:
             state = results.CANCELED if outcome.canceled else results.FAILED
-            self._recorder.publish_execution(self._contexts, running.execution_id, results.MLMD_STATE[state])
+            self._recorder.publish_execution(self._contexts, running.execution_id, results.MLMD_STATE[state],
+                                             output_artifacts={} if outcome.canceled else running.logs.outputs())
             return FinishedTask(running.task, state, running.execution_id, dataflow.Produced(), outcome.duration,
                                 outcome.error, launch.log_path, running.attempt)
         drafts = {
@@ -202,6 +210,7 @@ class TaskRunner:
             ]
             for output, artifacts in outcome.artifacts.items()
         }
+        drafts.update(running.logs.outputs())
         artifact_ids = self._recorder.publish_execution(
             self._contexts, running.execution_id, mlmd_pb.Execution.COMPLETE,
             properties={vocabulary.OUTPUTS: outcome.parameters}, output_artifacts=drafts,
@@ -230,6 +239,7 @@ class TaskRunner:
         if policy.HasField("backoff_max_duration"):
             delay = min(delay, policy.backoff_max_duration.ToTimedelta().total_seconds())
         running.attempt += 1
+        running.logs.attempt_started()
         self._reporter.warn(
             f"{running.task.key}: attempt {running.attempt - 1} failed ({outcome.error}); attempt {running.attempt} "
             f"of {policy.max_retry_count + 1} in {delay:g} s"

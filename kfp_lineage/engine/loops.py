@@ -32,6 +32,16 @@ class Iteration:
     input_ids: Dict[str, List[int]]
 
 
+def loop_inputs(task: pipeline_spec_pb2.PipelineTaskSpec, parameters: Dict[str, Any],
+                items: Tuple[str, List[Any], bool]) -> Dict[str, Any]:
+    """The loop DAG execution's `inputs`, as the driver records them: its resolved input parameters, and for a loop
+    over a raw list the whole list under the item input's name (dag.go adds it before creating the execution)."""
+    iterator = task.parameter_iterator
+    if task.WhichOneof("iterator") == "parameter_iterator" and iterator.items.WhichOneof("kind") == "raw":
+        return dict(parameters, **{iterator.item_input: items[1]})
+    return dict(parameters)
+
+
 class Loop:
     """A running ParallelFor task. The scheduler starts the iterations next_iteration gives, and reports each end
     (iteration_done) only after it returned from starting them, so the bookkeeping is never re-entered and a loop
@@ -39,9 +49,10 @@ class Loop:
 
     def __init__(self, *, name: str, key: str, component: pipeline_spec_pb2.ComponentSpec, execution_id: int,
                  display_name: str, items: Tuple[str, List[Any], bool], parameters: Dict[str, Any],
-                 artifacts: Dict[str, List[dataflow.InputArtifact]], limit: int):
+                 artifacts: Dict[str, List[dataflow.InputArtifact]], limit: int, items_parameter: str = ""):
         """`items` is resolution.loop_items' (item input name, items, whether they are artifacts); `limit` is the
-        iterator's parallelism limit (0: none)."""
+        iterator's parallelism limit (0: none); `items_parameter` the loop's input parameter holding the items
+        ("" for a raw list), which an iteration's recorded `inputs` leave out, as the driver does."""
         self.name = name
         self.key = key
         self.component = component
@@ -51,6 +62,7 @@ class Loop:
         self.parameters = parameters
         self.artifacts = artifacts
         self.limit = limit
+        self.items_parameter = items_parameter
         self.started = time.monotonic()
         self.finished = False
         self._next_index = 0
@@ -87,7 +99,8 @@ class Loop:
             vocabulary.TASK_NAME: self.name,
             vocabulary.PARENT_DAG_ID: self.execution_id,
             vocabulary.ITERATION_INDEX: index,
-            vocabulary.INPUTS: parameters,
+            # The driver's iteration inputs: the loop's, the items replaced by the item (resolve.go).
+            vocabulary.INPUTS: {k: v for k, v in parameters.items() if k != self.items_parameter},
             vocabulary.TOTAL_DAG_TASKS: len(self.component.dag.tasks),
         }
         input_ids = {name: [a.artifact_id for a in arts] for name, arts in artifacts.items()}

@@ -99,6 +99,17 @@ class RunResult:
         }
 
 
+def bound_inputs(task: Any, parameters: Mapping[str, Any]) -> Dict[str, Any]:
+    """A container task's `inputs` as the backend's driver records them: the parameters the task binds, without
+    those that fall back to the component's default (the launcher fills those in at run time; resolve.go).
+
+    Args:
+        task: the task's PipelineTaskSpec.
+        parameters: every input parameter the task runs with, defaults included.
+    """
+    return {name: value for name, value in parameters.items() if name in task.inputs.parameters}
+
+
 def outputs_json(produced: dataflow.Produced) -> Dict[str, Dict[str, Any]]:
     """What a task or DAG produced, as TaskResult.outputs reports it: `{"value": v}` per parameter,
     `{"artifact_id", "uri"}` per single artifact, `{"artifacts": [...]}` per list of several."""

@@ -304,7 +304,7 @@ class Scheduler:
                                   frame.final_statuses, self.options.run_id, frame.execution_id)
         try:
             parameters, artifacts = resolution.resolve_task_inputs(view, task, component)
-            properties[vocabulary.INPUTS] = parameters
+            properties[vocabulary.INPUTS] = parameters if is_dag else results.bound_inputs(task, parameters)
             run_it = not task.trigger_policy.condition or conditions.evaluate_condition(
                 task.trigger_policy.condition, parameters
             )
@@ -327,6 +327,7 @@ class Scheduler:
             return
         if items is not None:
             properties[vocabulary.ITERATION_COUNT] = len(items[1])
+            properties[vocabulary.INPUTS] = loops.loop_inputs(task, parameters, items)
             execution_id = self.recorder.create_execution(
                 self._contexts, vocabulary.DAG_EXECUTION_TYPE, properties, input_artifacts=input_ids
             )
@@ -335,6 +336,7 @@ class Scheduler:
                 name=name, key=key, component=component, execution_id=execution_id,
                 display_name=properties[vocabulary.DISPLAY_NAME], items=items, parameters=parameters, artifacts=artifacts,
                 limit=task.iterator_policy.parallelism_limit,
+                items_parameter=task.parameter_iterator.items.input_parameter,
             )
             self._advance_loop(frame, loop)
         elif is_dag:

@@ -15,6 +15,8 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
 from kfp_lineage import errors, task_paths
+from kfp_lineage.lineage import reader as lineage_reader
+from kfp_lineage.lineage import references
 from kfp_lineage.mlmd import vocabulary
 
 INPUT, OUTPUT = vocabulary.INPUT_EVENT, vocabulary.OUTPUT_EVENT
@@ -88,14 +90,16 @@ def find_run(
 
     Args:
         store: the store to read.
-        run_id: the run's id; None means the newest run of `pipeline`; `latest` the newest run of any pipeline.
+        run_id: the run's id; None means the newest finished run of `pipeline`; `latest` the newest finished run
+            of any pipeline (lineage.references.latest_finished_run).
         pipeline: the pipeline the run must belong to (None: any).
 
     Returns:
         The run context and its pipeline's name.
 
     Raises:
-        InvalidInputError: no such run, no run of that pipeline, or the run belongs to another pipeline.
+        InvalidInputError: no such run, no (finished) run of that pipeline, or the run belongs to another
+            pipeline.
     """
     if run_id in (None, LATEST):
         runs = _pipeline_runs(store, pipeline) if run_id is None and pipeline else store.get_contexts_by_type(
@@ -107,7 +111,9 @@ def find_run(
                     f"the store has no runs of pipeline {pipeline!r}: run it first (kfp-lineage run ...) or pass --store"
                 )
             raise errors.InvalidInputError("the store has no pipeline runs yet: run one with `kfp-lineage run`")
-        run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+        # the newest that finished, as `latest` everywhere (a run still running is skipped with a note)
+        newest = references.latest_finished_run(lineage_reader.reader_for(store), pipeline if run_id is None else None)
+        run = store.get_context_by_type_and_name(vocabulary.RUN_CONTEXT_TYPE, newest.run_id)
     else:
         run = store.get_context_by_type_and_name(vocabulary.RUN_CONTEXT_TYPE, run_id)
         if run is None:
@@ -225,6 +231,8 @@ def _add_events(
         path = paths.get(event.execution_id)
         if path is None or event.type not in (mlmd_pb.Event.INPUT, mlmd_pb.Event.OUTPUT):
             continue
+        if event.type == mlmd_pb.Event.OUTPUT and _event_key(event) == vocabulary.EXECUTOR_LOGS:
+            continue  # the task's log (KFP 2.17 publishes one per container), not its lineage
         artifact = artifacts.get(event.artifact_id)
         direction = INPUT if event.type == mlmd_pb.Event.INPUT else OUTPUT
         recorded = RecordedEvent(

@@ -1,9 +1,19 @@
-"""Evaluating `trigger_policy.condition`: the CEL subset the KFP compiler emits for dsl.If / Elif / Else."""
+"""Evaluating `trigger_policy.condition` (dsl.If / Elif / Else) as the KFP backend does, with CEL.
+
+Where `cel-expr-python` installs (Python 3.11 and later; the CEL C++ runtime, whose semantics are cel-go's: the
+backend's `int("3.7")` is an error, comparing a string with a number is an error), conditions are evaluated by it,
+with the backend's variables and `parseJson` (backend/src/v2/expression/expression.go). On Python 3.10, which it
+has no wheels for, a hand-written evaluator of the subset the KFP compiler emits takes its place, with the same
+results on that subset (tests/ir/test_conditions.py runs both).
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 import re
-from typing import Any, Callable, Dict, List, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from kfp_lineage import errors
 
@@ -61,9 +71,100 @@ def evaluate_condition(condition: str, parameter_values: Mapping[str, Any]) -> b
         Whether the task should run.
 
     Raises:
-        UnsupportedFeatureError: the condition uses syntax outside what the KFP compiler emits.
-        InvalidInputError: the condition names a parameter the task does not have.
+        UnsupportedFeatureError: the condition is not valid CEL (or, without a CEL runtime, is outside the subset).
+        InvalidInputError: the condition cannot be evaluated with these values (a parameter the task has no value
+            for, `int("abc")`, a comparison of a string with a number, a result that is not a bool), which fails
+            the task on the backend too.
     """
+    environment = _cel_environment()
+    if environment is None:
+        return evaluate_subset(condition, parameter_values)
+    program = _compile(environment, condition)
+    data = {"inputs": {"parameter_values": {k: _as_protobuf_value(v) for k, v in parameter_values.items()}}}
+    try:
+        result = program.eval(data=data)
+        value = result.plain_value()
+        kind = result.type().name()
+    except (RuntimeError, ValueError, TypeError, OverflowError) as e:
+        raise errors.InvalidInputError(f"trigger condition {condition!r} cannot be evaluated: {_first_line(e)}") from None
+    if kind == "ERROR":
+        missing = _MISSING_KEY.search(str(value))
+        if missing:
+            raise errors.InvalidInputError(f"trigger condition {condition!r} reads parameter {missing.group(1)!r}, "
+                                           "which the task has no value for")
+        raise errors.InvalidInputError(f"trigger condition {condition!r} cannot be evaluated: {_first_line(value)}")
+    if not isinstance(value, bool):
+        raise errors.InvalidInputError(
+            f"trigger condition {condition!r} gives {_short(value)}, not a bool, as the backend requires")
+    return value
+
+
+def check_condition_syntax(condition: str) -> None:
+    """Raises UnsupportedFeatureError when `condition` cannot be parsed; used before a run starts."""
+    environment = _cel_environment()
+    if environment is not None:
+        _compile(environment, condition)
+    else:
+        check_subset_syntax(condition)
+
+
+def cel_runtime_available() -> bool:
+    """Whether conditions are evaluated by cel-expr-python (else by the hand-written subset)."""
+    return _cel_environment() is not None
+
+
+# cel-expr-python's error for a map key that is not there, e.g. `NOT_FOUND: Key not found in map : "x"`.
+_MISSING_KEY = re.compile(r'Key not found in map : "(.*)"')
+
+
+@functools.lru_cache(maxsize=None)
+def _cel_environment() -> Any:
+    """The CEL environment of the backend's condition evaluator (`inputs`, `parseJson`), or None without
+    cel-expr-python. Loaded on first use: the runtime is a large extension module."""
+    try:
+        from cel_expr_python import cel
+    except ImportError:
+        return None
+    parse_json = cel.FunctionDecl("parseJson", [cel.Overload(
+        id="parse_json", return_type=cel.Type.DYN, parameters=[cel.Type.STRING], impl=json.loads)])
+    return cel.NewEnv(variables={"inputs": cel.Type.DYN}, functions=[parse_json])
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(environment: Any, condition: str) -> Any:
+    try:
+        return environment.compile(condition)
+    except (RuntimeError, ValueError) as e:
+        raise errors.UnsupportedFeatureError(
+            f"trigger condition {_short(condition)} is not valid CEL: {_first_line(e)}") from None
+
+
+def _as_protobuf_value(value: Any) -> Any:
+    """A parameter as the backend's evaluator sees it, a google.protobuf.Value: every number a double."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond a double: as json.loads would read it into a Value
+            return math.inf if value > 0 else -math.inf
+    if isinstance(value, Mapping):
+        return {str(k): _as_protobuf_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_protobuf_value(v) for v in value]
+    return str(value)
+
+
+def _first_line(error: Any) -> str:
+    """The first line of a CEL error, without cel-expr-python's `<input>:1:4:` position prefix."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = re.sub(r"^[A-Z_]+: (ERROR: )?(<input>:\d+:\d+: )?", "", text)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def evaluate_subset(condition: str, parameter_values: Mapping[str, Any]) -> bool:
+    """evaluate_condition with the hand-written evaluator of the CEL subset the KFP compiler emits (used where
+    cel-expr-python is not installed)."""
     parser = _Parser(_tokenize(condition), condition, parameter_values)
     value = parser.parse_expression()
     if parser.position != len(parser.tokens):
@@ -71,8 +172,8 @@ def evaluate_condition(condition: str, parameter_values: Mapping[str, Any]) -> b
     return bool(value)
 
 
-def check_condition_syntax(condition: str) -> None:
-    """Raises UnsupportedFeatureError when `condition` cannot be parsed; used before a run starts."""
+def check_subset_syntax(condition: str) -> None:
+    """check_condition_syntax for the hand-written subset."""
     parser = _Parser(_tokenize(condition), condition, parameter_values=None)
     parser.parse_expression()
     if parser.position != len(parser.tokens):

@@ -4,19 +4,23 @@ say what is missing and where to look.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import logging
+from typing import TYPE_CHECKING, Any, List, Optional
 
 from kfp_lineage import errors, task_paths
 from kfp_lineage.lineage import graph as lineage_graph
 from kfp_lineage.lineage import placement
 from kfp_lineage.lineage import reader as lineage_reader
+from kfp_lineage.lineage import runs as lineage_runs
 from kfp_lineage.mlmd import vocabulary
 
 if TYPE_CHECKING:
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
 
-LATEST = "latest"  # the newest run, wherever a run id is read
+LATEST = "latest"  # the newest finished run, wherever a run id is read
+_LOG = logging.getLogger(__name__)
+_FIRST_BATCH = 8  # runs read at first when looking for the newest finished one; then four times more each time
 
 
 def artifact_ref(store: Any, artifact: Any) -> Any:
@@ -89,7 +93,7 @@ def refuse_empty_store(store: lineage_reader.Store) -> None:
 
 
 def latest_run(store: metadata_store.MetadataStore) -> mlmd_pb.Context:
-    """The most recently created system.PipelineRun context.
+    """The system.PipelineRun context of the newest finished run (see latest_finished_run).
 
     Args:
         store: an open ml-metadata store.
@@ -98,7 +102,7 @@ def latest_run(store: metadata_store.MetadataStore) -> mlmd_pb.Context:
         The run's context.
 
     Raises:
-        InvalidInputError: the store has no runs.
+        InvalidInputError: the store has no runs, or none has finished.
     """
     run = find_run(lineage_reader.reader_for(store), LATEST)
     return store.get_context_by_type_and_name(vocabulary.RUN_CONTEXT_TYPE, run.run_id)
@@ -138,17 +142,46 @@ def _find_task_output(reader: lineage_reader.Reader, reference: str) -> lineage_
 
 
 def find_run(reader: lineage_reader.Reader, run_id: str) -> lineage_graph.Run:
-    """The run of this id, or the newest run for `latest`.
+    """The run of this id, or the newest finished run for `latest` (latest_finished_run).
 
     Raises:
-        InvalidInputError: no such run, or `latest` on a store without runs.
+        InvalidInputError: no such run, or `latest` on a store without a finished run.
     """
     if run_id == LATEST:
-        runs = reader.runs(1)
-        if not runs:
-            raise errors.InvalidInputError("the store has no pipeline runs yet: run one with `kfp-lineage run`")
-        return runs[0]
+        return latest_finished_run(reader)
     run = reader.run(run_id)
     if run is None:
         raise errors.InvalidInputError(f"no run {run_id!r} in this store: `kfp-lineage runs` lists them")
     return run
+
+
+def latest_finished_run(reader: lineage_reader.Reader, pipeline: Optional[str] = None) -> lineage_graph.Run:
+    """The newest run (of `pipeline`, when given) that finished: its state (runs.summarize_run: the root DAG's, or read from the tasks of a root
+    the KFP backend left RUNNING) is not RUNNING. A run still running, or whose runner died before `kfp-lineage
+    recover` closed it, has not finished: its outputs may be missing or change. When newer runs are skipped, a
+    warning on this module's logger names them (the CLI prints it on stderr as `note: ...`).
+
+    Raises:
+        InvalidInputError: the store has no runs, or none of them finished (the message names the newest).
+    """
+    limit = _FIRST_BATCH
+    unfinished: List[lineage_graph.Run] = []
+    while True:
+        runs = reader.runs(limit, pipeline)
+        if not runs:
+            raise errors.InvalidInputError("the store has no pipeline runs yet: run one with `kfp-lineage run`")
+        for run in runs[len(unfinished):]:
+            lineage_runs.summarize_run(run, reader.run_executions(run.context_id, placement.PLACE_PROPERTIES))
+            if run.state != "RUNNING":
+                if unfinished:
+                    _LOG.warning("note: `latest` is run %s, the newest that finished; %s not finished yet: %s "
+                                 "(pass a run id to read one)", run.run_id,
+                                 "1 newer run has" if len(unfinished) == 1 else f"{len(unfinished)} newer runs have",
+                                 ", ".join(r.run_id for r in unfinished[:5]) + (", ..." if len(unfinished) > 5 else ""))
+                return run
+            unfinished.append(run)
+        if len(runs) < limit:
+            raise errors.InvalidInputError(
+                f"no run in this store has finished yet (the newest, {runs[0].run_id}, is RUNNING): pass its run id "
+                "to read it anyway, or `kfp-lineage recover` a run whose runner died")
+        limit *= 4

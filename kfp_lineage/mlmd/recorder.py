@@ -37,7 +37,8 @@ class OutputArtifact:
     schema_title: str
     uri: str
     metadata: Dict[str, Any]
-    display_name: str
+    display_name: str  # "" for none (an imported artifact, as the backend's importer records it)
+    store_session_info: str = vocabulary.LOCAL_STORE_SESSION_INFO
 
 
 class Recorder:
@@ -262,10 +263,11 @@ class Recorder:
             state=mlmd_pb.Artifact.LIVE,
         )
         set_custom_properties(artifact, output.metadata)
-        set_custom_properties(
-            artifact, {vocabulary.DISPLAY_NAME: output.display_name,
-                       vocabulary.STORE_SESSION_INFO: vocabulary.LOCAL_STORE_SESSION_INFO}
-        )
+        # As the backend's RecordArtifact: a display_name or store_session_info the task set is kept.
+        defaults = {vocabulary.DISPLAY_NAME: output.display_name or None,
+                    vocabulary.STORE_SESSION_INFO: output.store_session_info}
+        set_custom_properties(artifact, {k: v for k, v in defaults.items()
+                                         if v is not None and k not in artifact.custom_properties})
         return artifact
 
     def cache_index(self, contexts: RunContexts) -> Dict[str, int]:
@@ -323,6 +325,24 @@ class Recorder:
         return None
 
 
+def null_metadata(artifacts: Mapping[str, Sequence[Any]]) -> str:
+    """Why a task's output artifacts cannot be recorded as the backend records them: the first top-level metadata
+    value that is null (the backend's upload fails on it, and so does the task); "" when there is none.
+
+    Args:
+        artifacts: output key -> the executor's RuntimeArtifact messages (their `metadata` Struct is read).
+    """
+    from google.protobuf import json_format
+
+    for output in sorted(artifacts):
+        for artifact in artifacts[output]:
+            key = vocabulary.null_metadata_key(json_format.MessageToDict(artifact.metadata))
+            if key is not None:
+                return (f"output artifact {output!r}: metadata {key!r} is null, which the KFP backend cannot "
+                        "record (its upload fails the task): leave the key out or give it a value")
+    return ""
+
+
 def _reused_output_pairs(reused: Mapping[str, Sequence[int]],
                         keys: List[str]) -> List[Tuple[None, mlmd_pb.Event]]:
     """OUTPUT events to existing artifacts (cache hits, reused imports); appends each one's key to `keys`."""
@@ -376,13 +396,26 @@ def set_custom_properties(message: Any, properties: Mapping[str, Any]) -> None:
     """Sets each property on an Artifact/Execution/Context's custom_properties, redacted (no credential reaches
     MLMD).
 
-    Integers given for execution bookkeeping (parent_dag_id, iteration_index, ...) stay ints; everything else
-    follows vocabulary.to_mlmd_value.
+    On an Artifact the values are its metadata, converted as the backend does (vocabulary.to_mlmd_artifact_value:
+    dicts wrapped as {"struct": ...}, the executor's runtime-only keys left out). Elsewhere integers given for
+    execution bookkeeping (parent_dag_id, iteration_index, ...) stay ints, everything else follows
+    vocabulary.to_mlmd_value and a None is skipped.
+
+    Raises:
+        InvalidInputError: an Artifact's metadata value is None (the backend fails such a task).
     """
-    keep_int = not isinstance(message, mlmd_pb.Artifact)
+    is_artifact = isinstance(message, mlmd_pb.Artifact)
     for key, value in dict(properties).items():
         value = redaction.redact(key, value)  # no credential reaches MLMD, whatever the caller passes
-        converted = vocabulary.to_mlmd_value(value, keep_int=keep_int)
+        if is_artifact:
+            if key in vocabulary.RUNTIME_ONLY_METADATA:
+                continue
+            try:
+                converted = vocabulary.to_mlmd_artifact_value(key, value)
+            except ValueError as e:
+                raise errors.InvalidInputError(str(e)) from None
+        else:
+            converted = vocabulary.to_mlmd_value(value, keep_int=True)
         if converted is not None:
             message.custom_properties[key].CopyFrom(converted)
 

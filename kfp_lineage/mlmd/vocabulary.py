@@ -12,7 +12,7 @@ import base64
 import json
 import os
 import socket
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
 from kfp_lineage import digests as _digests
 
@@ -42,6 +42,11 @@ GOOGLE_TYPE_PREFIX = "google."
 
 # The type_kind column of the SQL schema's Type table.
 EXECUTION_TYPE_KIND, ARTIFACT_TYPE_KIND, CONTEXT_TYPE_KIND = 0, 1, 2
+
+# The output key of the log artifact the KFP 2.17 launcher publishes for every container it launches (PUBLISH_LOGS):
+# a GENERIC_ARTIFACT_TYPE at `<task dir>/executor-logs-<retry index>`. The task's log, not a result: lineage
+# readers and the expected-lineage checker leave it out.
+EXECUTOR_LOGS = "executor-logs"
 
 # --- custom properties ------------------------------------------------------------------------------------------
 
@@ -146,10 +151,15 @@ def execution_state_name(state: int) -> str:
 
 # --- the value codec -------------------------------------------------------------------------------------------
 #
-# Python -> MLMD as the backend converts RuntimeArtifact metadata: strings stay strings, numbers become doubles,
-# booleans ints 0/1, lists the struct {"list": [...]}, dicts structs. MLMD -> Python undoes the list wrapping.
+# Python -> MLMD as the backend converts RuntimeArtifact metadata (metadata/converter.go StructValueToMLMDValue):
+# strings stay strings, numbers become doubles, booleans ints 0/1, lists the struct {"list": [...]}, dicts the struct
+# {"struct": {...}}, and a null is refused. Execution properties (`inputs`, `outputs`) are plain structs. MLMD ->
+# Python undoes both wrappings.
 
 _LIST_KEY = "list"
+_STRUCT_KEY = "struct"
+# Artifact metadata the backend never persists: the executor's workspace flag (converter.go toMLMDArtifact).
+RUNTIME_ONLY_METADATA = frozenset({"_kfp_workspace"})
 # How ml-metadata stores a struct_value in the string_value column of the SQL schema.
 SQL_STRUCT_PREFIX = "mlmd-struct::"
 
@@ -184,6 +194,34 @@ def to_mlmd_value(value: Any, keep_int: bool = False) -> Optional[mlmd_pb.Value]
     return result
 
 
+def to_mlmd_artifact_value(key: str, value: Any) -> mlmd_pb.Value:
+    """An artifact metadata value as an MLMD Value, as the backend's launcher records it: as to_mlmd_value, but a
+    dict becomes the struct {"struct": {...}}.
+
+    Raises:
+        ValueError: the value is None; the backend cannot record a null (its upload fails, and so does the task).
+    """
+    if value is None:
+        raise ValueError(f"artifact metadata {key!r} is null, which the KFP backend cannot record "
+                         "(\"unknown/unsupported value type\"): leave the key out or give it a value")
+    if isinstance(value, dict):
+        from ml_metadata.proto import metadata_store_pb2
+
+        result = metadata_store_pb2.Value()
+        result.struct_value.CopyFrom(_to_struct({_STRUCT_KEY: value}))
+        return result
+    converted = to_mlmd_value(value)
+    assert converted is not None
+    return converted
+
+
+def null_metadata_key(metadata: Mapping[str, Any]) -> Optional[str]:
+    """The first (sorted) top-level key of artifact metadata whose value is null, or None: to_mlmd_artifact_value
+    refuses it."""
+    return next((key for key in sorted(metadata) if metadata[key] is None and key not in RUNTIME_ONLY_METADATA),
+                None)
+
+
 def _to_struct(value: Any) -> struct_pb2.Struct:
     from google.protobuf import struct_pb2
 
@@ -203,9 +241,14 @@ def python_value(value: mlmd_pb.Value) -> Any:
 
 
 def struct_to_python(struct: struct_pb2.Struct) -> Any:
-    """An MLMD struct value as Python: a dict, or the list KFP stores as {"list": [...]}."""
+    """An MLMD struct value as Python: a dict, or the list or dict KFP stores as {"list": [...]} or
+    {"struct": {...}} (artifact metadata)."""
     data = _struct_fields(struct)
-    return data[_LIST_KEY] if set(data) == {_LIST_KEY} else data
+    if len(data) == 1:
+        [(key, value)] = data.items()
+        if (key == _LIST_KEY and isinstance(value, list)) or (key == _STRUCT_KEY and isinstance(value, dict)):
+            return value
+    return data
 
 
 def _struct_fields(struct: struct_pb2.Struct) -> Dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from pytest_kfp_lineage import cli
 
 INPUT, OUTPUT = "INPUT", "OUTPUT"
+EXECUTOR_LOGS = "executor-logs"  # kfp_lineage.mlmd.vocabulary.EXECUTOR_LOGS (this plugin imports nothing of it)
 # Properties kfp-lineage's recorder adds to every artifact; not part of what a component declares.
 BOOKKEEPING_KEYS = ("display_name", "store_session_info", "content_sha256")
 
@@ -139,6 +140,8 @@ def _add_events(graph: Mapping[str, Any], executions: Sequence[Mapping[str, Any]
         path = paths.get(event["execution_id"])
         if path is None or event["type"] not in (INPUT, OUTPUT):
             continue
+        if event["type"] == OUTPUT and event["key"] == EXECUTOR_LOGS:
+            continue  # the task's log (KFP 2.17 publishes one per container), not its lineage
         artifact = artifacts.get(event["artifact_id"])
         direction = event["type"]
         recorded = RecordedEvent(

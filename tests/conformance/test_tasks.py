@@ -35,7 +35,10 @@ def test_a_second_identical_run_is_served_from_cache(tmp_path, any_store_url):
     assert "cache_fingerprint" not in view.execution("echo").custom_properties
     assert second.tasks["total"].outputs == first.tasks["total"].outputs
     assert not os.path.exists(os.path.join(second.run_root, "logs", "read.log"))
-    assert len(view.store.get_artifacts()) == 1  # nothing new was produced: the one dataset of the first run
+    # nothing new was produced but echo's log: the one dataset of the first run, the logs of its five tasks (a hit's
+    # `executor-logs` OUTPUT event points at the original's log, as the backend's driver does) and echo's new log
+    assert sorted(a.type for a in view.store.get_artifacts()) == ["system.Artifact"] * 6 + ["system.Dataset"]
+    assert set(view.outputs("read")) == {"executor-logs"}
 
 
 def test_no_cache_runs_every_task(tmp_path, sqlite_url):
@@ -88,6 +91,7 @@ def test_importer_records_an_importer_execution_and_reuses_the_artifact(tmp_path
     assert artifact.type == "system.Dataset" and artifact.uri == str(data)
     assert artifact.custom_properties["origin"].string_value == "lake"
     assert artifact.custom_properties["content_sha256"].string_value == digests.path_sha256(str(data))
+    assert "display_name" not in artifact.custom_properties  # as the backend's importer launcher records it
     assert view.prop("importer", "task_name") == "importer" and view.prop("importer", "display_name") == ""
     assert view.prop("importer", "inputs") is None  # as the backend's importer launcher records it
     assert view.inputs("read") == {"data": [artifact_id]}

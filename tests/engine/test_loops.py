@@ -91,3 +91,42 @@ def test_a_loop_served_from_the_cache_is_finished_once(tmp_path, sqlite_url):
     assert [again.tasks[f"{loop}/iteration-{i}/echo"].state for i in range(3)] == ["CACHED"] * 3
     assert reporter.finished[loop] == 1
     assert max(reporter.finished.values()) == 1
+
+
+@dsl.pipeline(name="loop-over-a-parameter")
+def loop_over_a_parameter(items: list = ["x", "y"], suffix: str = "!"):  # noqa: B006 (a pipeline default)
+    with dsl.ParallelFor(items) as item:
+        pipelines.echo(text=item)
+
+
+def _loop_key(view) -> str:
+    [loop] = [key for key in view.by_key if key and "/" not in key]
+    return loop
+
+
+def test_a_raw_list_loop_records_the_list_in_its_inputs_and_each_iteration_its_item(tmp_path, sqlite_url):
+    # dag.go: a loop over a raw list adds the whole list to its inputs under the item input's name; each iteration's
+    # inputs are the loop's with the list replaced by the item (resolve.go).
+    result = run_module.run_pipeline(loop_of_echoes, {}, store=sqlite_url, pipeline_root=str(tmp_path / "root"),
+                                     run_id="raw")
+    assert result.state == "COMPLETE"
+    view = RunView(conftest.open_store(sqlite_url), "raw")
+    loop = _loop_key(view)
+    [item_input] = view.prop(loop, "inputs")
+    assert item_input.startswith("pipelinechannel--loop-item-param-")
+    assert view.prop(loop, "inputs") == {item_input: ["a", "b", "c"]}
+    assert view.prop(loop, "iteration_count") == 3
+    assert [view.prop(f"{loop}/iteration-{i}", "inputs") for i in range(3)] == [
+        {item_input: "a"}, {item_input: "b"}, {item_input: "c"}]
+    assert view.prop(f"{loop}/iteration-1", "display_name") == view.prop(loop, "display_name")
+    assert view.prop(f"{loop}/iteration-1", "total_dag_tasks") == view.prop(loop, "total_dag_tasks") == 1
+
+
+def test_an_iteration_over_a_parameter_leaves_the_list_out_of_its_inputs(tmp_path, sqlite_url):
+    result = run_module.run_pipeline(loop_over_a_parameter, {}, store=sqlite_url,
+                                     pipeline_root=str(tmp_path / "root"), run_id="param")
+    assert result.state == "COMPLETE"
+    view = RunView(conftest.open_store(sqlite_url), "param")
+    loop = _loop_key(view)
+    assert view.prop(loop, "inputs") == {"pipelinechannel--items": ["x", "y"]}
+    assert view.prop(f"{loop}/iteration-0", "inputs") == {"pipelinechannel--items-loop-item": "x"}

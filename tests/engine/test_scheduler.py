@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
@@ -75,10 +76,28 @@ def test_linear_pipeline_records_contexts_executions_artifacts_and_events(tmp_pa
     assert props["display_name"].string_value == "data"
     assert list(props["columns"].struct_value["list"]) == ["x"]
 
+    # Every launched container publishes its log as KFP 2.17 does (PUBLISH_LOGS): a system.Artifact beside the
+    # task's outputs, `<task dir>/executor-logs-<retry index>`, with an OUTPUT event `executor-logs`.
+    [make_log_id] = view.outputs("make-dataset")["executor-logs"]
+    [count_log_id] = view.outputs("count-rows")["executor-logs"]
+    make_log = view.artifact(make_log_id)
+    assert make_log.type == "system.Artifact" and make_log.state == mlmd_pb.Artifact.LIVE
+    assert make_log.uri == os.path.join(os.path.dirname(dataset.uri), "executor-logs-0")
+    with open(make_log.uri) as f:
+        published = f.read()
+    assert {k: v.string_value for k, v in make_log.custom_properties.items()} == {
+        "display_name": "executor-logs", "store_session_info": '{"Provider":"local","Params":{}}',
+        "content_sha256": hashlib.sha256(published.encode()).hexdigest()}  # ours: `verify` re-hashes it
+    # what the component printed; the runner's own lines about the task's environment come before it in the log
+    assert "Looking for component `make_dataset`" in published and not published.startswith("kfp-lineage:")
+    assert open(result.tasks["make-dataset"].log_path).read().endswith(published)
+    assert set(view.outputs("make-dataset")) == {"data", "executor-logs"}
+
     # every execution associated, every artifact attributed, to both contexts
     for context in (pipeline_context, run_context):
         assert {e.id for e in store.get_executions_by_context(context.id)} == {e.id for e in view.executions}
-        assert [a.id for a in store.get_artifacts_by_context(context.id)] == [dataset_id]
+        assert sorted(a.id for a in store.get_artifacts_by_context(context.id)) == sorted(
+            [dataset_id, make_log_id, count_log_id])
 
 
 def test_fan_out_and_fan_in(tmp_path, sqlite_url):
@@ -170,7 +189,10 @@ def test_failed_task_fails_its_dag_and_stops_downstream(tmp_path, any_store_url)
     view = RunView(conftest.open_store(any_store_url), "failing-1")
     assert set(view.by_key) == {"", "make-dataset", "fail"}
     assert view.state("fail") == "FAILED"
-    assert view.outputs("fail") == {}
+    # a failed container publishes its log only, as the backend's launcher does
+    [log_id] = view.outputs("fail").pop("executor-logs")
+    assert view.outputs("fail") == {"executor-logs": [log_id]}
+    assert "RuntimeError: boom: the data is bad" in open(view.artifact(log_id).uri).read()
     assert view.state("make-dataset") == "COMPLETE"
     assert view.state("") == "FAILED"
     # no dangling events: every event points at an existing artifact
@@ -265,8 +287,8 @@ def test_an_output_moved_outside_the_run_directory_fails_the_task(tmp_path, sqli
     assert result.state == "FAILED"
     assert result.tasks["write-elsewhere"].error.startswith(f"output URI {tmp_path / 'outside'} is outside the run's")
     view = RunView(conftest.open_store(sqlite_url), "escape")
-    assert view.outputs("write-elsewhere") == {}
-    assert view.store.get_artifacts() == []
+    assert set(view.outputs("write-elsewhere")) == {"executor-logs"}
+    assert [a.type for a in view.store.get_artifacts()] == ["system.Artifact"]  # the log; no output was recorded
 
 
 def test_a_bug_in_the_scheduler_kills_running_tasks_and_closes_the_run(tmp_path, sqlite_url, monkeypatch):
@@ -313,3 +335,11 @@ def _alive(pid: int, timeout: float = 5.0) -> bool:
                 return False
         time.sleep(0.05)
     return True
+
+
+def test_a_container_s_inputs_leave_out_parameters_that_fall_back_to_their_default(tmp_path, sqlite_url):
+    # The driver records what the task binds; the launcher fills in defaults at run time (resolve.go).
+    result = run(pipelines.defaults, tmp_path, sqlite_url, run_id="defaults-1")
+    assert result.tasks["repeat"].outputs["Output"] == {"value": "hi-hi"}  # the default still reaches the task
+    view = RunView(conftest.open_store(sqlite_url), "defaults-1")
+    assert view.prop("repeat", "inputs") == {"text": "hi", "sep": "-"}

@@ -46,7 +46,7 @@ def test_training_run_records_the_lineage_a_cluster_would(trained):
     assert view.artifact(model).type == "system.Model"
     assert view.artifact(view.outputs("train")["metrics"][0]).type == "system.Metrics"
     assert view.inputs("evaluate") == {"model": [model], "test_data": [test_ds]}
-    assert {view.artifact(i).type for [i] in view.outputs("evaluate").values()} == {
+    assert {view.artifact(i).type for k, [i] in view.outputs("evaluate").items() if k != "executor-logs"} == {
         "system.Metrics", "system.ClassificationMetrics"
     }
     assert view.prop("evaluate", "outputs") == {"passed": True}

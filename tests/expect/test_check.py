@@ -400,3 +400,16 @@ def test_loop_iterations_are_keyed_as_the_runner_keys_them_and_collected_inputs_
     assert recorded.closest_task("for-loop-2[1]/write-on") == "for-loop-2/iteration-1/write-one"
     lineage = pytest_plugin.LineageAssertion(recorded)
     lineage.task("join-all").consumed("for-loop-2[0]/write-one.data").consumed("for-loop-2/iteration-1/write-one.data")
+
+
+def test_expect_and_check_skip_a_newer_run_that_has_not_finished(sqlite_url, tmp_path):
+    from tests.lineage_stores import RUNNING, Builder
+
+    result = run_module.run_pipeline(pipelines.nested, store=sqlite_url, pipeline_root=str(tmp_path / "root"),
+                                     run_id="nested-1", cwd=str(tmp_path))
+    assert result.state == "COMPLETE"
+    store = conftest.open_store(sqlite_url)
+    Builder(store).run("nested-busy", pipeline="nested", root_state=RUNNING).task("prepare", state=RUNNING)
+    assert expectations_record.read_run(store, pipeline="nested").run_id == "nested-1"
+    assert expectations_record.read_run(store, "latest").run_id == "nested-1"
+    assert expectations_record.read_run(store, "nested-busy").run_id == "nested-busy"  # by its id it is read

@@ -144,7 +144,7 @@ def test_summarise_reads_what_make_wrote(run_pipeline, assert_lineage):
 def test_the_lineage_spec(run_pipeline, assert_lineage, mlmd_store):
     run = run_pipeline(os.path.join(HERE, "tiny_pipeline.py:tiny"))
     assert_lineage(run).matches(os.path.join(HERE, "tiny.lineage.yaml"))
-    assert len(mlmd_store.store.get_artifacts()) == 2
+    assert len(mlmd_store.store.get_artifacts()) == 4  # make's data, summarise's summary, and each one's log
 '''
 
 

@@ -64,3 +64,34 @@ def test_the_public_trace_takes_a_string_reference_as_the_cli_does(builder, stor
     assert kfp_lineage.trace(store, str(model)).to_json() == by_id.to_json()
     assert kfp_lineage.trace(store, "r1/train/model").to_json() == by_id.to_json()
     assert kfp_lineage.impact(store, str(model)).to_json() == kfp_lineage.impact(store, model).to_json()
+
+
+def test_latest_is_the_newest_finished_run_and_a_note_names_newer_unfinished_ones(builder, store, caplog):
+    from tests.lineage_stores import RUNNING
+
+    source = builder.artifact("system.Dataset", "bq://t", name="source")
+    training_run(builder, "done", source)
+    busy = builder.run("busy", root_state=RUNNING)  # still running: its model is not there yet
+    busy.task("ingest", {"source": source}, state=RUNNING)
+    dead = builder.run("dead", root_state=RUNNING)  # a runner killed before `recover`: a task left RUNNING
+    dead.task("ingest", {"source": source}, outputs={"train": ("system.Dataset", {})})
+    dead.task("train", state=RUNNING)
+    [model] = [a for a in store.get_artifacts() if a.type == "system.Model"]
+
+    with caplog.at_level("WARNING", logger="kfp_lineage.lineage.references"):
+        assert references.find_artifact(store, "latest/train/model").id == model.id
+        assert references.latest_run(store).name == "done"
+        assert describe.describe_run(store, "latest").run_id == "done"
+    assert caplog.messages[0] == ("note: `latest` is run done, the newest that finished; 2 newer runs have not "
+                                  "finished yet: dead, busy (pass a run id to read one)")
+
+
+def test_latest_without_a_finished_run_says_so(builder, store):
+    from tests.lineage_stores import RUNNING
+
+    builder.run("busy", root_state=RUNNING).task("ingest", state=RUNNING)
+    with pytest.raises(errors.InvalidInputError) as failure:
+        references.find_artifact(store, "latest/ingest/train")
+    assert str(failure.value) == (
+        "no run in this store has finished yet (the newest, busy, is RUNNING): pass its run id to read it anyway, "
+        "or `kfp-lineage recover` a run whose runner died")

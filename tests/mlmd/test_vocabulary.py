@@ -38,6 +38,25 @@ def test_the_kinds_of_mlmd_value():
     assert vocabulary.to_mlmd_value(object).string_value == "<class 'object'>"
 
 
+def test_artifact_metadata_wraps_a_dict_and_refuses_a_null_as_the_backend_does():
+    # converter.go StructValueToMLMDValue: a dict is the struct {"struct": {...}}; a null is "unknown/unsupported"
+    converted = vocabulary.to_mlmd_artifact_value("params", {"lr": 0.1, "layers": [2]})
+    assert converted.struct_value.fields["struct"].struct_value.fields["lr"].number_value == 0.1
+    assert list(converted.struct_value) == ["struct"]
+    assert vocabulary.python_value(converted) == {"lr": 0.1, "layers": [2.0]}  # read back unwrapped
+    assert vocabulary.python_value(vocabulary.to_mlmd_artifact_value("n", [1])) == [1.0]
+    assert vocabulary.to_mlmd_artifact_value("ok", True).int_value == 1
+    with pytest.raises(ValueError, match="artifact metadata 'threshold' is null"):
+        vocabulary.to_mlmd_artifact_value("threshold", None)
+    assert vocabulary.null_metadata_key({"a": 1, "c": None, "b": None}) == "b"
+    assert vocabulary.null_metadata_key({"a": {"inner": None}}) is None  # only a top-level null fails
+
+
+def test_a_struct_whose_one_key_is_list_or_struct_unwraps_only_around_that_kind():
+    assert vocabulary.python_value(vocabulary.to_mlmd_value({"struct": "not a dict"})) == {"struct": "not a dict"}
+    assert vocabulary.python_value(vocabulary.to_mlmd_value({"list": "not a list"})) == {"list": "not a list"}
+
+
 def test_a_nan_inside_a_struct_reads_back_instead_of_failing():
     value = vocabulary.python_value(vocabulary.to_mlmd_value({"loss": float("nan")}))
     assert math.isnan(value["loss"])

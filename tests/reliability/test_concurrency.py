@@ -68,6 +68,6 @@ def run_eight_at_once(spec_path: str, url: str, pipeline_root) -> None:
         view = RunView(store, f"run-{i}")
         assert len(view.executions) == 6  # root + 5 tasks
         assert {mlmd_pb.Execution.State.Name(e.last_known_state) for e in view.executions} == {"COMPLETE"}
-        assert len([e for e in view.events if e.type == mlmd_pb.Event.OUTPUT]) == 3
+        assert len([e for e in view.events if e.type == mlmd_pb.Event.OUTPUT]) == 3 + 5  # and each task's log
         assert len([e for e in view.events if e.type == mlmd_pb.Event.INPUT]) == 4
-    assert len(store.get_artifacts()) == 3 * RUNS
+    assert len(store.get_artifacts()) == (3 + 5) * RUNS

@@ -48,7 +48,7 @@ def test_a_crashing_or_killed_task_fails_cleanly(tmp_path, sqlite_url, pipeline,
     assert result.state == "FAILED"
     assert result.tasks[task].state == "FAILED" and result.tasks[task].error.startswith(error)
     view = RunView(conftest.open_store(sqlite_url), "r")
-    assert view.state(task) == "FAILED" and view.outputs(task) == {}
+    assert view.state(task) == "FAILED" and set(view.outputs(task)) == {"executor-logs"}  # its log only
     assert view.state("") == "FAILED"
     assert_consistent(view)
 
@@ -236,7 +236,8 @@ def test_a_task_that_moves_its_output_outside_the_pipeline_root_fails_and_record
     assert result.tasks["write-elsewhere"].state == "FAILED"
     assert "is outside the run's directory" in result.tasks["write-elsewhere"].error
     view = RunView(conftest.open_store(sqlite_url), "escape")
-    assert view.store.get_artifacts() == []  # nothing points at the file outside the root
+    # nothing points at the file outside the root: the task's log is the only artifact
+    assert [a.uri.rsplit("/", 1)[-1] for a in view.store.get_artifacts()] == ["executor-logs-0"]
     assert_consistent(view)
 
 

@@ -46,7 +46,9 @@ def test_verify_reports_changed_and_missing_artifacts(tmp_path, sqlite_url):
                                      run_id="v")
     ok = subprocess.run([KFP_LINEAGE, "verify", "v", "--store", sqlite_url], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
-    assert [line.split()[0] for line in ok.stdout.splitlines()] == ["ok", "ok", "ok"]
+    lines = ok.stdout.splitlines()
+    logs = [line for line in lines if "/executor-logs-" in line]  # each task's log is checked too
+    assert [line.split()[0] for line in lines] == ["ok"] * len(lines) and len(lines) == 3 + len(logs) > 3
 
     changed = result.tasks["make-dataset"].outputs["data"]["uri"]
     with open(changed, "a") as f:
@@ -57,7 +59,7 @@ def test_verify_reports_changed_and_missing_artifacts(tmp_path, sqlite_url):
     statuses = {line.split()[-1]: line.split()[0] for line in drift.stdout.splitlines()}
     assert statuses[changed] == "changed"
     assert statuses[result.tasks["combine"].outputs["merged"]["uri"]] == "missing"
-    assert drift.stderr.startswith("Error: 2 of 3 artifacts changed or are missing since they were recorded")
+    assert drift.stderr.startswith(f"Error: 2 of {len(lines)} artifacts changed or are missing since they were recorded")
 
     one = subprocess.run([KFP_LINEAGE, "verify", "v/make-dataset-2/data", "--store", sqlite_url],
                          capture_output=True, text=True)
