@@ -199,6 +199,20 @@ def value_as_text(value: Any) -> str:
                       ensure_ascii=False)
 
 
+def task_dependencies(task: PipelineTaskSpec) -> Tuple[str, ...]:
+    """The sibling tasks `task` waits for: its dependentTasks and the producer of every task-output input, as the
+    backend's Argo compiler adds them (addImplicitDependencies). The SDK leaves out a producer whose output feeds
+    only a resource field (`set_memory_limit(task.output)`)."""
+    found = list(task.dependent_tasks)
+    for source in task.inputs.parameters.values():
+        if source.WhichOneof("kind") == "task_output_parameter":
+            found.append(source.task_output_parameter.producer_task)
+    for source in task.inputs.artifacts.values():
+        if source.WhichOneof("kind") == "task_output_artifact":
+            found.append(source.task_output_artifact.producer_task)
+    return tuple(dict.fromkeys(found))
+
+
 def _has_default(component: ComponentSpec, input_name: str) -> bool:
     definition = component.input_definitions.parameters.get(input_name)
     return definition is not None and (definition.is_optional or definition.HasField("default_value"))

@@ -313,3 +313,12 @@ def _alive(pid: int, timeout: float = 5.0) -> bool:
                 return False
         time.sleep(0.05)
     return True
+
+
+def test_a_task_output_feeding_a_resource_field_is_a_dependency(tmp_path, sqlite_url):
+    # The compiler writes no dependentTasks for an output used only in a resource field (KFP's
+    # pipeline_with_string_machine_fields_task_output); the backend's Argo compiler adds the producers of every
+    # task-output input (addImplicitDependencies), so the consumer waits for memory-limit.
+    result = run(pipelines.resource_from_output, tmp_path, sqlite_url)
+    assert result.state == "COMPLETE"
+    assert result.tasks["sum-numbers"].outputs == {"Output": {"value": 3}}
