@@ -231,9 +231,9 @@ def write_results(rows: List[Dict[str, Any]], source: str, output: str) -> None:
         "**Needs no cluster** means the spec uses none of: a kfp-kubernetes platform section (secrets, volumes, PVCs, "
         "config maps, node selectors, tolerations, pod metadata, field paths, image pull secrets, a workspace: "
         "objects of a Kubernetes cluster), a kfp-kubernetes PVC operation (argostub images), a Ray cluster "
-        "(codeflare-sdk), the cluster's MinIO object store, Google Cloud Pipeline Components (Vertex AI, BigQuery), Google Cloud Storage (a gs:// "
-        "importer, gsutil), a modelcar (oci://) artifact. Those are listed at the end with the reason, and run "
-        "anyway.",
+        "(codeflare-sdk), the cluster's MinIO object store, Google Cloud Pipeline Components (Vertex AI, BigQuery), "
+        "Google Cloud Storage (a gs:// importer, gsutil), a modelcar (oci://) artifact. Those are listed at the end "
+        "with the reason, and run anyway.",
         "",
         f"- **Need no cluster: {summary(local)}**",
         f"- All specs: {summary(rows)}",
