@@ -15,8 +15,8 @@ A spec "needs a cluster" when it cannot mean anything without one, decided from 
 a kfp-kubernetes platform section (secrets, volumes, PVCs, config maps, node selectors, tolerations, pod metadata,
 field paths, image pull secrets, a workspace: objects of a Kubernetes cluster), a kfp-kubernetes PVC operation
 (argostub images), a Ray cluster (codeflare-sdk), the cluster's MinIO object store, Google Cloud Pipeline Components
-(Vertex AI, BigQuery), Google Cloud Storage (a gs:// importer, gsutil), or a modelcar (oci://) artifact. The rest "need no cluster" and are the
-acceptance set (the issue counted 91). Required pipeline parameters without defaults get the value listed in
+(Vertex AI, BigQuery), Google Cloud Storage (a gs:// importer, gsutil), or a modelcar (oci://) artifact. The rest
+"need no cluster" and are the acceptance set (the issue counted 91). Required pipeline parameters without defaults get the value listed in
 PARAMETERS, else a neutral value of their type (shown in the table).
 
 A spec passes when it is COMPLETE; or FAILED when written to fail (EXPECTED_FAILURES); or refused before the run
@@ -91,7 +91,8 @@ def needs_cluster(documents: List[Any]) -> Optional[str]:
     text = json.dumps(spec)
     if "google-cloud-pipeline-components" in text or "google_cloud_pipeline_components" in text:
         return "Vertex AI / BigQuery: Google Cloud Pipeline Components"
-    if re.search(r'"(?:artifactUri|uri)": \{"constant": "gs://', text) or '"constantValue": {"stringValue": "gs://' in text:
+    if (re.search(r'"(?:artifactUri|uri)": \{"constant": "gs://', text)
+            or '"constantValue": {"stringValue": "gs://' in text):
         return "GCS: imports a gs:// artifact"
     if "workspace" in json.dumps(spec.get("root", {}).get("inputDefinitions", {})) or '"workspace"' in json.dumps(
             spec.get("pipelineConfig", {})) or "{{$.workspace_path}}" in text:
@@ -298,8 +299,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     for path, relative in paths:
         row = run_one(path, relative, options.env_cache, options.timeout)
         rows.append(row)
-        print(f"{row['outcome']:8} {row.get('seconds', 0):6.1f}s {relative}  {row['cluster'] or ''} {row['reason']}"[:300],
-              flush=True)
+        line = f"{row['outcome']:8} {row.get('seconds', 0):6.1f}s {relative}  {row['cluster'] or ''} {row['reason']}"
+        print(line[:300], flush=True)
     local = [row for row in rows if not row["cluster"]]
     print(f"need no cluster: {summary(local)}")
     print(f"all: {summary(rows)}")
