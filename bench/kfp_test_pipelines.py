@@ -16,8 +16,8 @@ a kfp-kubernetes platform section (secrets, volumes, PVCs, config maps, node sel
 field paths, image pull secrets, a workspace: objects of a Kubernetes cluster), a kfp-kubernetes PVC operation
 (argostub images), a Ray cluster (codeflare-sdk), the cluster's MinIO object store, Google Cloud Pipeline Components
 (Vertex AI, BigQuery), Google Cloud Storage (a gs:// importer, gsutil), or a modelcar (oci://) artifact. The rest
-"need no cluster" and are the acceptance set (the issue counted 91). Required pipeline parameters without defaults get the value listed in
-PARAMETERS, else a neutral value of their type (shown in the table).
+"need no cluster" and are the acceptance set (the issue counted 91). Required pipeline parameters without defaults
+get the value listed in PARAMETERS, else a neutral value of their type (shown in the table).
 
 A spec passes when it is COMPLETE; or FAILED when written to fail (EXPECTED_FAILURES); or refused before the run
 (exit 2, nothing written) with a one-line error. --from-json re-reads the rows of an earlier --json-output and
