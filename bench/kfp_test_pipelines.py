@@ -70,6 +70,24 @@ EXPECTED_FAILURES: Dict[str, str] = {
 
 _NEUTRAL = {"STRING": "a", "NUMBER_INTEGER": 1, "NUMBER_DOUBLE": 1.0, "BOOLEAN": False, "LIST": [], "STRUCT": {}}
 
+# Why a spec that needs no cluster still fails here, when the cause is outside kfp-lineage.
+KNOWN_FAILURES: Dict[str, str] = {
+    "critical/pipeline_with_artifact_custom_path.yaml":
+        "the spec pins kfp==2.14.6, and Artifact.set_path came in kfp 2.15.0: its task environment has the pinned "
+        "kfp, as the image's pip install would (fails the same way on a cluster)",
+    "essential/embedded_artifact.yaml":
+        "the spec pins kfp==2.14.3, and dsl.EmbeddedInput came in kfp 2.15.0: its task environment has the pinned "
+        "kfp, as the image's pip install would (fails the same way on a cluster)",
+    "critical/pipeline_with_artifact_upload_download.yaml":
+        "downloads a dataset from the Hugging Face Hub; this machine reaches package registries only",
+    "pipeline_with_concat_placeholder.yaml":
+        "`sh -ec` with a bash test `[[ ... ]]`: the image's sh (busybox ash) accepts it, this machine's sh (dash) "
+        "does not; the command runs as the spec says, with this machine's sh",
+    "xgboost_sample_pipeline.yaml":
+        "`set -o pipefail` under sh: the image's sh (busybox ash) accepts it, this machine's sh (dash) does not; "
+        "then it downloads from data.cityofchicago.org, which this machine cannot reach",
+}
+
 
 def load_documents(path: str) -> List[Any]:
     with open(path, encoding="utf-8") as handle:
@@ -186,6 +204,8 @@ def run_one(path: str, relative: str, env_cache: str, timeout: float) -> Dict[st
     expected = EXPECTED_FAILURES.get(relative)
     if expected:
         row["reason"] = f"expected FAILED: {expected}; " + row["reason"]
+    elif row["outcome"] == "FAILED" and relative in KNOWN_FAILURES:
+        row["reason"] = f"known: {KNOWN_FAILURES[relative]}; " + row["reason"]
     row["passes"] = row["outcome"] == "REFUSED" or row["outcome"] == ("FAILED" if expected else "COMPLETE")
     return row
 
@@ -216,7 +236,17 @@ def summary(rows: List[Dict[str, Any]]) -> str:
             f"{count(lambda r: r['outcome'] == 'TIMEOUT')} timed out")
 
 
-def write_results(rows: List[Dict[str, Any]], source: str, output: str) -> None:
+def reclassify(rows: List[Dict[str, Any]], specs_dir: str) -> List[Dict[str, Any]]:
+    """Rows of an earlier --json-output with today's cluster rule and expected failures applied."""
+    for row in rows:
+        row["cluster"] = needs_cluster(load_documents(os.path.join(specs_dir, row["spec"])))
+        expected = EXPECTED_FAILURES.get(row["spec"])
+        row["passes"] = row["outcome"] == "REFUSED" or row["outcome"] == ("FAILED" if expected else "COMPLETE")
+    return rows
+
+
+def write_results(rows: List[Dict[str, Any]], source: str, output: str,
+                  before: Optional[Tuple[str, List[Dict[str, Any]]]] = None) -> None:
     local = [row for row in rows if not row["cluster"]]
     cluster = [row for row in rows if row["cluster"]]
     lines = [
@@ -238,6 +268,12 @@ def write_results(rows: List[Dict[str, Any]], source: str, output: str) -> None:
         "",
         f"- **Need no cluster: {summary(local)}**",
         f"- All specs: {summary(rows)}",
+    ]
+    if before:
+        label, earlier = before
+        lines += [f"- Before ({label}): need no cluster: {summary([row for row in earlier if not row['cluster']])}; "
+                  f"all: {summary(earlier)}"]
+    lines += [
         "",
         "A spec passes when its run is COMPLETE; or FAILED when it is written to fail (`failing/`, exit handlers "
         "after a failing task, ignore_upstream_failure, env-var without a proxy: the reason starts `expected "
@@ -275,16 +311,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--output", default=os.path.join(HERE, "results-kfp-tests.md"))
     parser.add_argument("--json-output", default=None, help="also write the rows as JSON")
     parser.add_argument("--from-json", default=None, help="summarise an earlier --json-output with today's rules")
+    parser.add_argument("--write", action="store_true", help="with --from-json: write the results file too")
+    parser.add_argument("--before", default=None, metavar="LABEL=JSON",
+                        help="an earlier --json-output to show beside the totals, with today's rules")
     options = parser.parse_args(argv)
+    before = None
+    if options.before:
+        label, _, path = options.before.partition("=")
+        with open(path, encoding="utf-8") as handle:
+            before = (label, reclassify(json.load(handle), options.specs_dir))
     if options.from_json:
         with open(options.from_json, encoding="utf-8") as handle:
-            rows = json.load(handle)
-        for row in rows:
-            row["cluster"] = needs_cluster(load_documents(os.path.join(options.specs_dir, row["spec"])))
-            expected = EXPECTED_FAILURES.get(row["spec"])
-            row["passes"] = row["outcome"] == "REFUSED" or row["outcome"] == ("FAILED" if expected else "COMPLETE")
+            rows = reclassify(json.load(handle), options.specs_dir)
         print(f"need no cluster: {summary([row for row in rows if not row['cluster']])}")
         print(f"all: {summary(rows)}")
+        if options.write:
+            write_results(rows, options.source, options.output, before)
         return 0
     paths: List[Tuple[str, str]] = []
     for directory, _, files in os.walk(options.specs_dir):
@@ -308,7 +350,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         with open(options.json_output, "w", encoding="utf-8") as handle:
             json.dump(rows, handle, indent=1)
     if not options.only:
-        write_results(rows, options.source, options.output)
+        write_results(rows, options.source, options.output, before)
     return 0
 
 
