@@ -72,6 +72,12 @@ def check_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec,
             for parameter in task.inputs.parameters.values():
                 if parameter.parameter_expression_selector:
                     resolution.check_selector_syntax(parameter.parameter_expression_selector)
+            for dependency in resolution.task_dependencies(task):
+                if dependency not in component.dag.tasks:
+                    raise errors.InvalidInputError(
+                        f"task {label!r} depends on task {dependency!r}, which its DAG does not have: recompile the "
+                        "pipeline"
+                    )
             if task.component_ref.name not in pipeline_spec.components:
                 raise errors.InvalidInputError(
                     f"task {label!r} refers to component {task.component_ref.name!r}, which the spec does not "

@@ -155,3 +155,21 @@ def test_a_script_file_of_the_image_is_refused(tmp_path):
     (tmp_path / "run.sh").write_text("echo hi\n")
     preflight.check_pipeline(_with_container(tmp_path, image="gcr.io/my-image", command=["sh", "run.sh"]),
                              cwd=str(tmp_path))
+
+
+@pytest.mark.parametrize("where", ["dependentTasks", "producerTask"])
+def test_a_dependency_on_a_task_the_dag_does_not_have_is_refused(tmp_path, where):
+    # Such a task would never start: the run ended FAILED without saying why.
+    path = tmp_path / "p.yaml"
+    compiler.Compiler().compile(pipelines.resource_from_output, str(path))
+    document = yaml.safe_load(path.read_text())
+    task = document["root"]["dag"]["tasks"]["sum-numbers"]
+    if where == "dependentTasks":
+        task["dependentTasks"] = ["nope"]
+    else:
+        task["inputs"]["parameters"]["pipelinechannel--memory-limit-Output"]["taskOutputParameter"]["producerTask"] = \
+            "nope"
+    with pytest.raises(errors.InvalidInputError) as raised:
+        preflight.check_pipeline(json_format.ParseDict(document, pipeline_spec_pb2.PipelineSpec()))
+    assert str(raised.value) == (
+        "task 'sum-numbers' depends on task 'nope', which its DAG does not have: recompile the pipeline")
