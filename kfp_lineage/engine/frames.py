@@ -4,12 +4,14 @@ states, what they produced, and who to tell when it ends."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
-from typing import Any, Callable, Dict, List, Mapping
+from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kfp_lineage.ir import dataflow
+from kfp_lineage.ir import resolution
 
 # on_done(state, produced, duration, error), called once when every task of the frame is final
 DoneCallback = Callable[[str, dataflow.Produced, float, str], None]
@@ -34,6 +36,11 @@ class Frame:
     @property
     def tasks(self) -> Mapping[str, pipeline_spec_pb2.PipelineTaskSpec]:
         return self.component.dag.tasks
+
+    @functools.cached_property
+    def dependencies(self) -> Dict[str, Tuple[str, ...]]:
+        """Each task's name -> the sibling tasks it waits for (resolution.task_dependencies)."""
+        return {name: resolution.task_dependencies(task) for name, task in self.tasks.items()}
 
     def child_key(self, name: str) -> str:
         """The key of this DAG's task `name`, e.g. `for-loop-2/iteration-0/train`."""

@@ -115,7 +115,8 @@ def run_pipeline(
             f"run id {run_id!r} is not allowed: use letters, digits, '.', '_' and '-' (at most 128)"
         )
     mode = environment_plan.check_mode(task_env or os.environ.get(environment_plan.MODE_ENV_VAR))
-    preflight.check_pipeline(loaded.spec)  # its requirement problems are the plan's business (current mode)
+    # Its requirement problems are the plan's business (current mode).
+    preflight.check_pipeline(loaded.spec, cwd=os.path.abspath(cwd or os.getcwd()))
     _check_target(loaded, values, target, strict, reporter)
     by_executor = task_environments.prepare_task_environments(
         loaded.spec, mode, environments.resolve_cache_dir(env_cache, os.environ), reporter,

@@ -276,7 +276,7 @@ class Scheduler:
                     frame.states[name] = results.NOT_RUN
                     progressed = True
                     continue
-                dependency_states = [frame.states.get(dep) for dep in task.dependent_tasks]
+                dependency_states = [frame.states.get(dep) for dep in frame.dependencies[name]]
                 if any(state not in results.FINAL for state in dependency_states):
                     continue
                 failed_upstream = any(state in (results.FAILED, results.NOT_RUN) for state in dependency_states)

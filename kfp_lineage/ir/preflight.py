@@ -6,9 +6,10 @@ milliseconds with the feature's name, not halfway through.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
-from typing import List
+from typing import List, Optional, Sequence
 
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
@@ -40,8 +41,14 @@ def _check_path_part(value: str, what: str) -> None:
         )
 
 
-def check_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> List[requirements.RequirementProblem]:
+def check_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec,
+                   cwd: Optional[str] = None) -> List[requirements.RequirementProblem]:
     """Checks every task of every DAG.
+
+    Args:
+        pipeline_spec: the spec.
+        cwd: the tasks' working directory, where a relative script a command names must be (default: this
+            process's).
 
     Returns:
         Requirement problems of lightweight components (missing or mismatched packages), for the caller to report;
@@ -65,6 +72,12 @@ def check_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> List[requir
             for parameter in task.inputs.parameters.values():
                 if parameter.parameter_expression_selector:
                     resolution.check_selector_syntax(parameter.parameter_expression_selector)
+            for dependency in resolution.task_dependencies(task):
+                if dependency not in component.dag.tasks:
+                    raise errors.InvalidInputError(
+                        f"task {label!r} depends on task {dependency!r}, which its DAG does not have: recompile the "
+                        "pipeline"
+                    )
             if task.component_ref.name not in pipeline_spec.components:
                 raise errors.InvalidInputError(
                     f"task {label!r} refers to component {task.component_ref.name!r}, which the spec does not "
@@ -94,16 +107,64 @@ def check_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> List[requir
                 )
             prefix = requirements.split_pip_prefix(list(executor.container.command))
             command = list(prefix.command) if prefix else list(executor.container.command)
-            program = command[0] if command else ""
-            if program and "{{" not in program and shutil.which(program) is None:
-                raise errors.UnsupportedFeatureError(
-                    f"task {label!r} runs {program!r} from image {executor.container.image!r}, and that program is "
-                    "not available on this machine: install it, or run the pipeline on a cluster"
-                )
+            _check_program(label, executor.container, command, cwd)
             for requirement in prefix.requirements if prefix else ():
                 if requirement not in seen_requirements:
                     seen_requirements.add(requirement)
                     problems.extend(requirements.check_requirements([requirement]))
 
+    _check_root_inputs(pipeline_spec)
     check_dag(pipeline_spec.root, "")
     return problems
+
+
+def _check_root_inputs(pipeline_spec: pipeline_spec_pb2.PipelineSpec) -> None:
+    """A PipelineTaskFinalStatus root input (a component compiled alone) has no value anywhere: the backend's API
+    server refuses one, and the task would get None."""
+    for name, definition in pipeline_spec.root.input_definitions.parameters.items():
+        if definition.parameter_type == pipeline_spec_pb2.ParameterType.TASK_FINAL_STATUS:
+            raise errors.UnsupportedFeatureError(
+                f"pipeline input {name!r} is a dsl.PipelineTaskFinalStatus, which only the exit task of a "
+                "dsl.ExitHandler receives: this spec is a component compiled alone; use it as the exit task of a "
+                "pipeline's dsl.ExitHandler"
+            )
+
+
+# Programs that take a script file as their first argument.
+_SCRIPT_RUNNERS = re.compile(r"^(?:sh|bash|dash|zsh|ksh|python(?:\d+(?:\.\d+)?)?|perl|ruby|node|Rscript)$")
+
+
+def _check_program(label: str, container: pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec,
+                   command: Sequence[str], cwd: Optional[str]) -> None:
+    """Refuses a task whose program is in its image only: no command (the image's entrypoint), a containerized
+    Python component (`kfp component build`: its code is in the image), a program or a script file missing here."""
+    image = container.image
+    if not command:
+        raise errors.UnsupportedFeatureError(
+            f"task {label!r} has no command: it runs its image's entrypoint ({image!r}), which is not on this "
+            "machine: give the container a command, or run the pipeline on a cluster"
+        )
+    argv = list(command) + list(container.args)
+    if "kfp.dsl.executor_main" in argv and "--component_module_path" not in argv:
+        raise errors.UnsupportedFeatureError(
+            f"task {label!r} is a containerized Python component: its code is in image {image!r}, not in the spec: "
+            "run the pipeline on a cluster, or compile the component as a lightweight one (@dsl.component without "
+            "target_image)"
+        )
+    program = command[0]
+    if "{{" in program:
+        return
+    if shutil.which(program) is None:
+        raise errors.UnsupportedFeatureError(
+            f"task {label!r} runs {program!r} from image {image!r}, and that program is not available on this "
+            "machine: install it, or run the pipeline on a cluster"
+        )
+    script = argv[1] if len(argv) > 1 else ""
+    if (_SCRIPT_RUNNERS.match(os.path.basename(program)) and script and not script.startswith("-")
+            and "{{" not in script and "\n" not in script and " " not in script):
+        where = cwd or os.getcwd()
+        if not os.path.exists(os.path.join(where, script)):
+            raise errors.UnsupportedFeatureError(
+                f"task {label!r} runs '{program} {script}', and {script} is a file of image {image!r}, not on this "
+                f"machine (looked in {where}): run the pipeline on a cluster, or from a directory that has it"
+            )

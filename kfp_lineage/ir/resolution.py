@@ -146,6 +146,8 @@ def resolve_task_inputs(
         if source.parameter_expression_selector:
             value = apply_selector(source.parameter_expression_selector, value)
         parameter_type = spec_module.input_parameter_type(component, input_name)
+        if parameter_type == spec_module.ParameterType.STRING and value is not None and not isinstance(value, str):
+            value = value_as_text(value)
         if parameter_type is not None and parameter_type != spec_module.ParameterType.TASK_FINAL_STATUS:
             value = spec_module.convert_parameter(input_name, value, parameter_type)
         parameters[input_name] = value
@@ -181,6 +183,34 @@ def resolve_task_inputs(
         else:
             raise TaskInputError(f"input {input_name!r}: {kind} artifact inputs are not supported")
     return parameters, artifacts
+
+
+def value_as_text(value: Any) -> str:
+    """A value given to a STRING input, as the backend's driver passes it (metadata.PbValueToText): compact JSON for
+    a list or dict with keys sorted as protojson writes them (the compiler declares a loop item of dicts, and its
+    fields, STRING), `true`/`false`, a number without a trailing `.0`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(dataflow.whole_numbers_as_ints(value), separators=(",", ":"), sort_keys=True,
+                      ensure_ascii=False)
+
+
+def task_dependencies(task: PipelineTaskSpec) -> Tuple[str, ...]:
+    """The sibling tasks `task` waits for: its dependentTasks and the producer of every task-output input, as the
+    backend's Argo compiler adds them (addImplicitDependencies). The SDK leaves out a producer whose output feeds
+    only a resource field (`set_memory_limit(task.output)`)."""
+    found = list(task.dependent_tasks)
+    for source in task.inputs.parameters.values():
+        if source.WhichOneof("kind") == "task_output_parameter":
+            found.append(source.task_output_parameter.producer_task)
+    for source in task.inputs.artifacts.values():
+        if source.WhichOneof("kind") == "task_output_artifact":
+            found.append(source.task_output_artifact.producer_task)
+    return tuple(dict.fromkeys(found))
 
 
 def _has_default(component: ComponentSpec, input_name: str) -> bool:

@@ -24,6 +24,7 @@ DEFAULT_TARGET = "kfp"
 _KFP_IMPORT_SCHEMES = ("gs://", "s3://", "minio://", "mem://")
 _VERTEX_IMPORT_SCHEMES = ("gs://", "bq://", "https://", "aiplatform://")
 _PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\[")
+_ARTIFACT_LIST_PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.artifacts\['([^']*)'\]\}\}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +73,12 @@ def check_target(pipeline_spec: pipeline_spec_pb2.PipelineSpec, target: str,
         executor = deployment.get(component.executor_label, {}) if component.executor_label else {}
         if "importer" in executor:
             findings.extend(_importer_findings(path, executor["importer"], task, target, arguments, parent_inputs))
+        container = executor.get("container", {})
+        listed = _ARTIFACT_LIST_PLACEHOLDER.search(str(container.get("command", [])) + str(container.get("args", [])))
+        if listed and target == "kfp":
+            findings.append(Finding(path, f"{listed.group(0)} (the whole artifact list) is passed as it is by the KFP "
+                                          "2.17 launcher, which resolves only .uri and .path of the first artifact; "
+                                          "read the list in a Python component (Input[List[Dataset]])"))
     return sorted(findings, key=lambda finding: finding.task)
 
 

@@ -343,3 +343,12 @@ def test_a_container_s_inputs_leave_out_parameters_that_fall_back_to_their_defau
     assert result.tasks["repeat"].outputs["Output"] == {"value": "hi-hi"}  # the default still reaches the task
     view = RunView(conftest.open_store(sqlite_url), "defaults-1")
     assert view.prop("repeat", "inputs") == {"text": "hi", "sep": "-"}
+
+
+def test_a_task_output_feeding_a_resource_field_is_a_dependency(tmp_path, sqlite_url):
+    # The compiler writes no dependentTasks for an output used only in a resource field (KFP's
+    # pipeline_with_string_machine_fields_task_output); the backend's Argo compiler adds the producers of every
+    # task-output input (addImplicitDependencies), so the consumer waits for memory-limit.
+    result = run(pipelines.resource_from_output, tmp_path, sqlite_url)
+    assert result.state == "COMPLETE"
+    assert result.tasks["sum-numbers"].outputs == {"Output": {"value": 3}}

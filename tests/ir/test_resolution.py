@@ -364,3 +364,39 @@ def test_loop_items_without_a_value_are_an_error():
     with pytest.raises(resolution.TaskInputError) as caught:
         resolution.loop_items(task, {}, {})
     assert str(caught.value) == "loop items 'pipelinechannel--numbers-Output' have no value"
+
+
+@dsl.component(base_image="python:3.11")
+def _echo(msg: str) -> str:
+    return msg
+
+
+@dsl.pipeline(name="nested-dict-loops")
+def nested_dict_loops(loop_parameter: list = [{"p_a": [{"q_a": "1"}, {"q_a": "2"}], "p_b": "hello"},
+                                              {"p_a": [{"q_a": "11"}], "p_b": "halo"}]):
+    with dsl.ParallelFor(loop_parameter) as item:
+        with dsl.ParallelFor(item.p_a) as item_p_a:
+            _echo(msg=item_p_a.q_a)
+
+
+def test_a_non_string_value_for_a_string_input_is_passed_as_json_text():
+    # KFP's pipeline_with_nested_loops.yaml: the compiler declares the inner loop's DAG inputs (an item of dicts,
+    # its field p_a, a list) STRING; the backend's driver turns any value into text for a STRING input
+    # (metadata.PbValueToText: JSON for a list or struct, 'true', 1.5 without a trailing zero).
+    pipeline_spec = _spec(nested_dict_loops)
+    loop_1 = pipeline_spec.components["comp-for-loop-1"]
+    task = loop_1.dag.tasks["for-loop-2"]
+    item = {"p_a": [{"q_a": "1"}, {"q_a": "2"}], "p_b": "hello"}
+    parameters, _ = resolution.resolve_task_inputs(
+        _view({"pipelinechannel--loop_parameter-loop-item": item}), task, pipeline_spec.components["comp-for-loop-2"])
+    assert parameters == {"pipelinechannel--loop_parameter-loop-item-subvar-p_a": '[{"q_a":"1"},{"q_a":"2"}]',
+                          "pipelinechannel--loop_parameter-loop-item": '{"p_a":[{"q_a":"1"},{"q_a":"2"}],"p_b":"hello"}'}
+
+
+def test_loops_over_dict_items_nested_in_each_other_run(tmp_path, sqlite_url):
+    from tests.mlmd_view import run_and_view
+
+    result, view = run_and_view(nested_dict_loops, tmp_path, sqlite_url, "nested-dicts")
+    assert result.state == "COMPLETE"
+    echoed = sorted(task.outputs["Output"]["value"] for key, task in result.tasks.items() if key.endswith("/echo"))
+    assert echoed == ["1", "11", "2"]

@@ -1,5 +1,7 @@
 """Checks for constructs Kubeflow Pipelines 2.17 or Vertex AI reject, on specs compiled by the real kfp compiler."""
 
+from typing import List
+
 import pytest
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model
@@ -103,3 +105,25 @@ def test_run_warns_by_default_and_strict_refuses_before_anything_is_written(tmp_
     assert result.state == "COMPLETE"
     assert warnings == ["on kfp: task 'make': set_caching_options(cache_key=...) is ignored by the KFP 2.17.0 "
                         "backend (its cache key is computed from the inputs); later releases honour it"]
+
+
+@dsl.container_component
+def _count_listed(in_datasets: Input[List[Dataset]]):
+    return dsl.ContainerSpec(image="python:3.11", command=["python3", "-c"],
+                             args=["import json, sys; print(len(json.loads(sys.argv[1])))", in_datasets])
+
+
+@dsl.pipeline(name="listed")
+def listed():
+    with dsl.ParallelFor([1, 2]):
+        made = conformance.write(text="x")
+    _count_listed(in_datasets=dsl.Collected(made.outputs["data"]))
+
+
+def test_a_whole_artifact_list_placeholder_is_a_kfp_finding():
+    # Resolved locally (command.resolve_placeholders); the KFP launcher leaves it as it is.
+    assert _check(listed, "kfp") == [
+        "task 'count-listed': {{$.inputs.artifacts['in_datasets']}} (the whole artifact list) is passed as it is by "
+        "the KFP 2.17 launcher, which resolves only .uri and .path of the first artifact; read the list in a "
+        "Python component (Input[List[Dataset]])"]
+    assert _check(listed, "vertex") == []

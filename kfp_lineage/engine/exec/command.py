@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import sys
 from typing import Any, Dict, List, Sequence, Tuple
@@ -45,6 +46,11 @@ def build_command(launch: handler.TaskLaunch) -> Tuple[List[str], pipeline_spec_
 # Stands in for {{$}} while the other placeholders are resolved: not a placeholder, and never in a command.
 _EXECUTOR_INPUT_MARK = "\x00kfp-lineage:executor-input\x00"
 
+# A whole artifact list, `{{$.inputs.artifacts['name']}}` with nothing after it (a container component given an
+# `Input[List[Dataset]]`); its stand-in while the other placeholders are resolved.
+_ARTIFACT_LIST = re.compile(r"\{\{\$\.(inputs|outputs)\.artifacts\['([^']*)'\]\}\}")
+_ARTIFACT_LIST_MARK = "\x00kfp-lineage:artifacts:{}:{}\x00"
+
 
 def resolve_placeholders(command: Sequence[Any], executor_input_dict: Dict[str, Any], launch: handler.TaskLaunch
                          ) -> List[str]:
@@ -54,6 +60,11 @@ def resolve_placeholders(command: Sequence[Any], executor_input_dict: Dict[str, 
     input JSON ({{$}}) in before it resolves the other placeholders, so a value holding `{{$.` text (a run
     argument, a task output) was rewritten, or crashed the task with an IndexError. Input values here are final:
     f-string constants were filled in when the task's inputs were resolved (resolution.resolve_task_inputs).
+
+    A whole artifact list (`{{$.inputs.artifacts['name']}}`, which kfp.local cannot resolve) becomes the JSON list of
+    the executor input's runtime artifacts (name, type, uri, metadata; `[]` for an absent input), the form a
+    container component given `Input[List[Dataset]]` reads. The KFP 2.17 launcher leaves this placeholder as it is
+    (it resolves `.uri` and `.path` of the first artifact only), so such a task cannot read it on a KFP cluster.
     """
     provided = placeholder_utils.get_provided_inputs(executor_input_dict)
     # Strings only: flatten_list drops the None an IfPresent without Else leaves.
@@ -63,6 +74,12 @@ def resolve_placeholders(command: Sequence[Any], executor_input_dict: Dict[str, 
     executor_input_json = json.dumps(executor_input_dict)
     argv: List[str] = []
     for element in elements:
+        lists = {}
+        for match in _ARTIFACT_LIST.finditer(element):
+            mark = _ARTIFACT_LIST_MARK.format(match.group(1), match.group(2))
+            listed = executor_input_dict.get(match.group(1), {}).get("artifacts", {}).get(match.group(2)) or {}
+            lists[mark] = json.dumps(listed.get("artifacts", []))
+            element = element.replace(match.group(0), mark)
         resolved = placeholder_utils.resolve_individual_placeholder(
             element=element.replace("{{$}}", _EXECUTOR_INPUT_MARK),
             executor_input_dict=executor_input_dict,
@@ -72,7 +89,10 @@ def resolve_placeholders(command: Sequence[Any], executor_input_dict: Dict[str, 
             pipeline_job_id=launch.run_id,
             pipeline_task_id=task_id,
         )
-        argv.append(resolved.replace(_EXECUTOR_INPUT_MARK, executor_input_json))
+        resolved = resolved.replace(_EXECUTOR_INPUT_MARK, executor_input_json)
+        for mark, value in lists.items():
+            resolved = resolved.replace(mark, value)
+        argv.append(resolved)
     return argv
 
 
