@@ -119,3 +119,12 @@ def test_a_model_below_the_threshold_is_not_deployed(tmp_path):
     assert result.tasks["evaluate"].outputs["passed"] == {"value": False}
     assert result.tasks["condition-1"].state == "CANCELED"
     assert not any(key.startswith("condition-1/") for key in result.tasks)
+
+
+def test_show_lists_each_task_s_log_after_what_it_made(trained):
+    _, url = trained
+    shown = CliRunner().invoke(cli.main, ["show", "training-1", "--store", url], catch_exceptions=False).stdout
+    assert "out executor-logs" not in shown
+    train = shown.split("\n  train  ")[1].split("\n  evaluate  ")[0].splitlines()
+    assert [line.split(":")[0].strip() for line in train[2:]] == ["in  train_data", "out metrics", "out model", "log"]
+    assert train[-1].startswith("    log: ") and "/train/" in train[-1] and "/executor-logs-0  [artifact " in train[-1]

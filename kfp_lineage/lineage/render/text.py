@@ -168,6 +168,12 @@ def impact_text(graph: Graph) -> str:
     return "\n".join(lines)
 
 
+def _is_log(event: lineage_graph.Event, artifact: lineage_graph.Artifact) -> bool:
+    """Whether the output is the task's log (the backend's `executor-logs` artifact; no user output can spell its key
+    with a hyphen), which `show` lists as the task's log after what the task made."""
+    return event.type == "OUTPUT" and vocabulary.EXECUTOR_LOGS in (event.key, artifact.name)
+
+
 def _describe_output(artifact: lineage_graph.Artifact) -> str:
     text = _describe(artifact)
     if artifact.type in _METRICS_TYPES:
@@ -206,9 +212,14 @@ def run_text(graph: Graph) -> str:
             lines.append(f"    params: {_parameters(execution.parameters)}")
         for event, artifact in graph.inputs(execution.id):
             lines.append(f"    in  {event.key}: {_describe(artifact)}  [artifact {artifact.id}]")
+        logs = []
         for event, artifact in graph.outputs(execution.id):
             elsewhere = f"  (from run {artifact.run_id})" if artifact.run_id and artifact.run_id != run.run_id else ""
+            if _is_log(event, artifact):
+                logs.append(f"    log: {artifact.uri}  [artifact {artifact.id}]{elsewhere}")
+                continue
             lines.append(f"    out {event.key}: {_describe_output(artifact)}  [artifact {artifact.id}]{elsewhere}")
+        lines.extend(logs)
         if execution.output_parameters:
             lines.append(f"    returns: {_parameters(execution.output_parameters)}")
     return "\n".join(lines)
