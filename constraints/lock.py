@@ -31,11 +31,12 @@ STACKS = {
         ("x86_64-manylinux_2_39", "aarch64-apple-darwin"),
     ),
     "legacy": (
-        "kfp 2.13.0, ml-metadata 1.17.1, protobuf 4.25 on Python 3.10-3.11, Linux x86_64 with glibc >= 2.17\n"
-        "# (Debian 12, Ubuntu 22.04): ml-metadata 1.17.1 has no other wheels, and needs protobuf<5, so kfp 2.13.",
+        "kfp 2.13.0, ml-metadata 1.17.1, protobuf 4.25 on Python 3.10-3.11, Linux x86_64 with glibc >= 2.28\n"
+        "# (Debian 12, Ubuntu 22.04): ml-metadata 1.17.1 has no other wheels, and needs protobuf<5, so kfp 2.13;\n"
+        "# cel-expr-python's wheels need glibc >= 2.27.",
         ("kfp==2.13.0", "ml-metadata==1.17.1"),
         ("3.10", "3.11"),
-        ("x86_64-manylinux_2_17",),
+        ("x86_64-manylinux_2_28",),
     ),
 }
 
