@@ -14,6 +14,7 @@ way SQLite does). The session is read-only.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -26,6 +27,9 @@ KNOWN_SCHEMA_VERSIONS = frozenset({10})
 DRIVERS = {"mysql": ("MySQLdb", "pymysql"), "postgresql": ("psycopg",)}
 EXTRAS = {"mysql": "kfp-lineage[mysql]", "postgresql": "kfp-lineage[postgresql]"}
 _CHUNK = 5000  # ids per statement
+# Event(type, artifact_id, execution_id, key) from a 4-tuple without Event._make's Python-level call (a walk makes
+# tens of thousands), as in sqlite_reader.
+_EVENT = functools.partial(tuple.__new__, lineage_graph.Event)
 _OUTPUT = vocabulary.OUTPUT_EVENT
 _DISPLAY_NAME = vocabulary.DISPLAY_NAME
 _VALUES = "int_value, double_value, string_value, proto_value, bool_value"  # vocabulary.sql_value's order
@@ -115,8 +119,17 @@ class ServerReader:
         rows: List[tuple] = []
         for start in range(0, len(ids), _CHUNK):
             chunk = list(ids[start:start + _CHUNK])
+            numbers = set(map(type, chunk)) == {int}
+            # Ids go in as text the statement parses: the drivers' per-value conversion (psycopg checks every
+            # element of a list parameter against a pattern; the MySQL drivers escape every parameter) cost more
+            # than the server's work on a large walk. Integers need no quoting; any other id stays a parameter.
             if self.kind == "postgresql":  # one array parameter: the statement text stays the same
-                condition, values = f"{column} = ANY(%s)", [chunk]
+                if numbers:
+                    condition, values = f"{column} = ANY(%s::bigint[])", ["{" + ",".join(map(str, chunk)) + "}"]
+                else:
+                    condition, values = f"{column} = ANY(%s)", [chunk]
+            elif numbers:
+                condition, values = f"{column} IN ({','.join(map(str, chunk))})", []
             else:
                 condition, values = f"{column} IN ({','.join(['%s'] * len(chunk))})", chunk
             rows.extend(self._query(sql.format(ids=condition), (*before, *values, *after)))
@@ -129,6 +142,13 @@ class ServerReader:
         if type_id not in self._types:
             self._load_types()  # a type registered after we opened the store
         return self._types.get(type_id, ("", 0))[0]
+
+    def _type_names(self, type_ids: Iterable[int]) -> Dict[int, str]:
+        """type id -> name for every id given (and every type known): one lookup per row, not a call."""
+        names = {i: name for i, (name, _) in self._types.items()}
+        for type_id in set(type_ids) - names.keys():
+            names[type_id] = self._type_name(type_id)
+        return names
 
     def _type_id(self, name: str, kind: int) -> Optional[int]:
         for _ in range(2):
@@ -245,7 +265,8 @@ class ServerReader:
             rows = self._select("SELECT id, type_id, last_known_state, name, create_time_since_epoch, "
                                 "last_update_time_since_epoch FROM Execution WHERE {ids}", "id", ids)
         if not dags:
-            rows = [r for r in rows if self._type_name(r[1]) not in vocabulary.DAG_EXECUTION_TYPES]
+            types = self._type_names(r[1] for r in rows)
+            rows = [r for r in rows if types[r[1]] not in vocabulary.DAG_EXECUTION_TYPES]
         if names:
             return self._execution_nodes(rows, {row[0]: self._joined_values(row, 6, names) for row in rows})
         return self._executions(rows, properties)
@@ -258,8 +279,9 @@ class ServerReader:
     def _execution_nodes(self, rows: List[tuple], props: Dict[int, Dict[str, Any]]
                          ) -> Dict[int, lineage_graph.Execution]:
         states = vocabulary.EXECUTION_STATES
+        types = self._type_names(row[1] for row in rows)
         return {row[0]: lineage_graph.Execution(
-            id=row[0], type=self._type_name(row[1]), name=row[3] or "",
+            id=row[0], type=types[row[1]], name=row[3] or "",
             state=states.get(row[2] or 0) or str(row[2]), create_time=row[4] or 0, update_time=row[5] or 0,
             properties=props.get(row[0], {})) for row in rows}
 
@@ -290,7 +312,7 @@ class ServerReader:
         if not keys:
             rows = self._select(f"SELECT id, type, artifact_id, execution_id FROM Event WHERE {{ids}}{type_filter}",
                                 column, ids)
-            return [lineage_graph.Event(names.get(kind) or str(kind), artifact_id, execution_id, "")
+            return [_EVENT((names.get(kind) or str(kind), artifact_id, execution_id, ""))
                     for _, kind, artifact_id, execution_id in rows]
         # Each event with the key steps of its path, in one statement: the first one read names the event, as in
         # ml-metadata's own read of EventPath; KFP writes exactly one.
@@ -300,8 +322,7 @@ class ServerReader:
         events: Dict[int, lineage_graph.Event] = {}
         for event, kind, artifact_id, execution_id, key in rows:
             if event not in events:
-                events[event] = lineage_graph.Event(names.get(kind) or str(kind), artifact_id, execution_id,
-                                                    key or "")
+                events[event] = _EVENT((names.get(kind) or str(kind), artifact_id, execution_id, key or ""))
         return list(events.values())
 
     def output_events(self, execution_ids: Sequence[int]) -> Tuple[List[lineage_graph.Event], Dict[int, str]]:
@@ -311,8 +332,8 @@ class ServerReader:
         rows = self._select(
             "SELECT e.artifact_id, e.execution_id, a.type_id FROM Event e JOIN Artifact a ON a.id = e.artifact_id "
             f"WHERE {{ids}} AND e.type = {vocabulary.EVENT_TYPE_IDS[_OUTPUT]}", "e.execution_id", execution_ids)
-        return ([lineage_graph.Event(_OUTPUT, a, x, "") for a, x, _ in rows],
-                {a: self._type_name(t) for a, _, t in rows})
+        names = self._type_names(t for _, _, t in rows)
+        return [_EVENT((_OUTPUT, a, x, "")) for a, x, _ in rows], {a: names[t] for a, _, t in rows}
 
     # --- runs ---------------------------------------------------------------------------------------------------
 
