@@ -350,7 +350,10 @@ def write_results(implementations: List[Implementation], cost: float, latency: D
         f"{plain_training:.2f} s | subprocess/fork {plain_training / fork_training:.1f}x |",
         "",
         "The disk under this run (p50 of 40; the recorder makes two writes per task, in SQLite's default "
-        "rollback-journal mode):",
+        "rollback-journal mode). WAL mode would halve a write but is not safe here: ml-metadata links its own copy "
+        "of SQLite, so a connection of Python's sqlite3 to the same store (the SQL reader, `kfp-lineage index`) "
+        "cannot see its locks, and on closing it checkpoints and deletes the log ml-metadata is still writing; a "
+        "test that ran a pipeline after such a close lost that run's records.",
         "",
         "| write | p50 |",
         "|---|---:|",

@@ -89,7 +89,7 @@ def _installed_here(requirement_texts: Sequence[str]) -> List[str]:
             requirement = packaging_requirements.Requirement(text)
             if requirement.marker is not None and not requirement.marker.evaluate():
                 continue
-            version = importlib.metadata.version(requirement.name)
+            version = requirements.installed_version(requirement.name)
         except (packaging_requirements.InvalidRequirement, importlib.metadata.PackageNotFoundError):
             continue
         line = f"{requirement.name}=={version}"

@@ -60,8 +60,10 @@ def _load_yaml(path: str, shown: Optional[str] = None) -> LoadedPipeline:
         raise errors.InvalidInputError(f"pipeline spec {path} does not exist: pass a compiled pipeline YAML file")
     try:
         with open(path, encoding="utf-8") as f:
-            documents = [d for d in yaml.safe_load_all(f) if d is not None]
+            documents = [d for d in yaml.load_all(f, Loader=yaml_limits.safe_loader()) if d is not None]
     except yaml.YAMLError as e:
+        if getattr(e, "problem", None) == yaml_limits.LIBYAML_NESTING_PROBLEM:
+            raise errors.InvalidInputError(_too_deep(path)) from None
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(e, "problem", None) or "invalid YAML"

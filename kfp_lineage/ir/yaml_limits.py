@@ -8,6 +8,7 @@ no aliases; hand-written files use a few, which stay far below the limit.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Dict, Iterable, Set
 
 # Values (mappings, sequences and scalars) a document may stand for once its aliases are expanded.
@@ -56,3 +57,27 @@ def data_children(value: Any) -> Iterable[Any]:
     if isinstance(value, list):
         return value
     return ()
+
+
+# libyaml refuses documents nested deeper than 1,000 levels from 0.2.6 on; older ones recurse without a limit (in C,
+# where no RecursionError stops them).
+_LIBYAML_NESTING_LIMIT_SINCE = (0, 2, 6)
+# The problem libyaml reports for a document nested past its limit.
+LIBYAML_NESTING_PROBLEM = "exceeded maximum nesting depth"
+
+
+@functools.lru_cache(maxsize=None)
+def safe_loader() -> type:
+    """The fastest safe YAML loader that still refuses deep nesting: PyYAML's C loader (libyaml, about 25x faster on
+    a compiled spec) when its libyaml has a nesting limit, else the pure-Python loader, which Python's recursion
+    limit stops. Both build the same data; a deep document is a RecursionError from the one, a YAMLError whose
+    problem is LIBYAML_NESTING_PROBLEM from the other."""
+    import yaml
+
+    try:
+        from yaml import _yaml  # PyYAML's C extension; missing where PyYAML was built without libyaml
+
+        has_limit = tuple(_yaml.get_version()) >= _LIBYAML_NESTING_LIMIT_SINCE
+    except (ImportError, AttributeError):
+        has_limit = False
+    return yaml.CSafeLoader if has_limit and hasattr(yaml, "CSafeLoader") else yaml.SafeLoader

@@ -14,6 +14,7 @@ way SQLite does). The session is read-only.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -26,6 +27,9 @@ KNOWN_SCHEMA_VERSIONS = frozenset({10})
 DRIVERS = {"mysql": ("MySQLdb", "pymysql"), "postgresql": ("psycopg",)}
 EXTRAS = {"mysql": "kfp-lineage[mysql]", "postgresql": "kfp-lineage[postgresql]"}
 _CHUNK = 5000  # ids per statement
+# Event(type, artifact_id, execution_id, key) from a 4-tuple without Event._make's Python-level call (a walk makes
+# tens of thousands), as in sqlite_reader.
+_EVENT = functools.partial(tuple.__new__, lineage_graph.Event)
 _OUTPUT = vocabulary.OUTPUT_EVENT
 _DISPLAY_NAME = vocabulary.DISPLAY_NAME
 _VALUES = "int_value, double_value, string_value, proto_value, bool_value"  # vocabulary.sql_value's order
@@ -115,8 +119,17 @@ class ServerReader:
         rows: List[tuple] = []
         for start in range(0, len(ids), _CHUNK):
             chunk = list(ids[start:start + _CHUNK])
+            numbers = set(map(type, chunk)) == {int}
+            # Ids go in as text the statement parses: the drivers' per-value conversion (psycopg checks every
+            # element of a list parameter against a pattern; the MySQL drivers escape every parameter) cost more
+            # than the server's work on a large walk. Integers need no quoting; any other id stays a parameter.
             if self.kind == "postgresql":  # one array parameter: the statement text stays the same
-                condition, values = f"{column} = ANY(%s)", [chunk]
+                if numbers:
+                    condition, values = f"{column} = ANY(%s::bigint[])", ["{" + ",".join(map(str, chunk)) + "}"]
+                else:
+                    condition, values = f"{column} = ANY(%s)", [chunk]
+            elif numbers:
+                condition, values = f"{column} IN ({','.join(map(str, chunk))})", []
             else:
                 condition, values = f"{column} IN ({','.join(['%s'] * len(chunk))})", chunk
             rows.extend(self._query(sql.format(ids=condition), (*before, *values, *after)))
@@ -129,6 +142,13 @@ class ServerReader:
         if type_id not in self._types:
             self._load_types()  # a type registered after we opened the store
         return self._types.get(type_id, ("", 0))[0]
+
+    def _type_names(self, type_ids: Iterable[int]) -> Dict[int, str]:
+        """type id -> name for every id given (and every type known): one lookup per row, not a call."""
+        names = {i: name for i, (name, _) in self._types.items()}
+        for type_id in set(type_ids) - names.keys():
+            names[type_id] = self._type_name(type_id)
+        return names
 
     def _type_id(self, name: str, kind: int) -> Optional[int]:
         for _ in range(2):
@@ -161,25 +181,57 @@ class ServerReader:
                 found.setdefault(row[0], {})[row[1]] = value(*row[3:])
         return found
 
+    @staticmethod
+    def _joined(table: str, column: str, names: Sequence[str]) -> Tuple[str, str]:
+        """SELECT columns and LEFT JOINs that bring these custom properties into their owner's row (alias o): per
+        name its stored name and five value columns. Each join is a lookup of the property table's primary key
+        (owner, name, is_custom_property), which both servers do directly: one statement and one row per owner
+        instead of a second statement whose name list PostgreSQL checks row by row. The join parameters are the
+        names, in order."""
+        columns = "".join(f", j{i}.name, " + ", ".join(f"j{i}.{v}" for v in _VALUES.split(", "))
+                          for i in range(len(names)))
+        joins = " ".join(f"LEFT JOIN {table} j{i} ON j{i}.{column} = o.id AND j{i}.name = %s "
+                         f"AND j{i}.is_custom_property = TRUE" for i in range(len(names)))
+        return columns, joins
+
+    @staticmethod
+    def _joined_values(row: Sequence[Any], first: int, names: Sequence[str]) -> Dict[str, Any]:
+        """{name: value} from _joined's columns starting at row[first]; MySQL matches names without case, so only
+        a stored name equal to the asked one counts, as in _properties."""
+        found: Dict[str, Any] = {}
+        value = vocabulary.sql_value
+        for i, name in enumerate(names):
+            at = first + 6 * i
+            if row[at] == name:
+                found[name] = value(*row[at + 1:at + 6])
+        return found
+
     # --- artifacts ----------------------------------------------------------------------------------------------
 
     def artifacts(self, ids: Sequence[int], properties: Properties = None) -> Dict[int, lineage_graph.Artifact]:
         if not ids:
             return {}
-        rows = self._select("SELECT id, type_id, uri, state, name, create_time_since_epoch FROM Artifact "
-                            "WHERE {ids}", "id", ids)
-        owners = [r[0] for r in rows]
         if properties is None:
-            props = self._properties("ArtifactProperty", "artifact_id", owners, None)
-            names = props
-        else:
-            wanted = sorted(set(properties))
-            props = self._properties("ArtifactProperty", "artifact_id", owners, wanted)
-            names = props if _DISPLAY_NAME in wanted else self._properties(
-                "ArtifactProperty", "artifact_id", owners, [_DISPLAY_NAME])
-        return {row[0]: self._artifact(row, lineage_graph.artifact_name(names.get(row[0], {}), row[4]),
-                                       props.get(row[0], {}))
-                for row in rows}
+            rows = self._select("SELECT id, type_id, uri, state, name, create_time_since_epoch FROM Artifact "
+                                "WHERE {ids}", "id", ids)
+            props = self._properties("ArtifactProperty", "artifact_id", [r[0] for r in rows], None)
+            return {row[0]: self._artifact(row, lineage_graph.artifact_name(props.get(row[0], {}), row[4]),
+                                           props.get(row[0], {}))
+                    for row in rows}
+        # The named properties (display_name always, for the name) come with the artifact's row.
+        wanted = sorted(set(properties) | {_DISPLAY_NAME})
+        columns, joins = self._joined("ArtifactProperty", "artifact_id", wanted)
+        rows = self._select(f"SELECT o.id, o.type_id, o.uri, o.state, o.name, o.create_time_since_epoch{columns} "
+                            f"FROM Artifact o {joins} WHERE {{ids}}", "o.id", ids, before=wanted)
+        keep_display = _DISPLAY_NAME in set(properties)
+        found = {}
+        for row in rows:
+            values = self._joined_values(row, 6, wanted)
+            name = lineage_graph.artifact_name(values, row[4])
+            if not keep_display:
+                values.pop(_DISPLAY_NAME, None)
+            found[row[0]] = self._artifact(row, name, values)
+        return found
 
     def _artifact(self, row: tuple, name: str, properties: Dict[str, Any]) -> lineage_graph.Artifact:
         return lineage_graph.Artifact(
@@ -203,18 +255,33 @@ class ServerReader:
                    ) -> Dict[int, lineage_graph.Execution]:
         if not ids:
             return {}
-        rows = self._select("SELECT id, type_id, last_known_state, name, create_time_since_epoch, "
-                            "last_update_time_since_epoch FROM Execution WHERE {ids}", "id", ids)
+        names = None if properties is None else sorted(set(properties))
+        if names:  # the named properties come with the execution's row
+            columns, joins = self._joined("ExecutionProperty", "execution_id", names)
+            rows = self._select("SELECT o.id, o.type_id, o.last_known_state, o.name, o.create_time_since_epoch, "
+                                f"o.last_update_time_since_epoch{columns} FROM Execution o {joins} WHERE {{ids}}",
+                                "o.id", ids, before=names)
+        else:
+            rows = self._select("SELECT id, type_id, last_known_state, name, create_time_since_epoch, "
+                                "last_update_time_since_epoch FROM Execution WHERE {ids}", "id", ids)
         if not dags:
-            rows = [r for r in rows if self._type_name(r[1]) not in vocabulary.DAG_EXECUTION_TYPES]
+            types = self._type_names(r[1] for r in rows)
+            rows = [r for r in rows if types[r[1]] not in vocabulary.DAG_EXECUTION_TYPES]
+        if names:
+            return self._execution_nodes(rows, {row[0]: self._joined_values(row, 6, names) for row in rows})
         return self._executions(rows, properties)
 
     def _executions(self, rows: List[tuple], properties: Properties) -> Dict[int, lineage_graph.Execution]:
         names = None if properties is None else sorted(set(properties))
-        props = self._properties("ExecutionProperty", "execution_id", [r[0] for r in rows], names)
+        return self._execution_nodes(rows, self._properties("ExecutionProperty", "execution_id", [r[0] for r in rows],
+                                                            names))
+
+    def _execution_nodes(self, rows: List[tuple], props: Dict[int, Dict[str, Any]]
+                         ) -> Dict[int, lineage_graph.Execution]:
         states = vocabulary.EXECUTION_STATES
+        types = self._type_names(row[1] for row in rows)
         return {row[0]: lineage_graph.Execution(
-            id=row[0], type=self._type_name(row[1]), name=row[3] or "",
+            id=row[0], type=types[row[1]], name=row[3] or "",
             state=states.get(row[2] or 0) or str(row[2]), create_time=row[4] or 0, update_time=row[5] or 0,
             properties=props.get(row[0], {})) for row in rows}
 
@@ -241,18 +308,22 @@ class ServerReader:
         type_filter = ""
         if types:
             type_filter = f" AND type IN ({','.join(str(vocabulary.EVENT_TYPE_IDS[t]) for t in types)})"
-        rows = self._select(f"SELECT id, type, artifact_id, execution_id FROM Event WHERE {{ids}}{type_filter}",
-                            column, ids)
-        found: Dict[int, str] = {}
-        if keys and rows:
-            # The first key step of each path in the order the server reads them, as ml-metadata's own statement
-            # (`... FROM EventPath WHERE event_id IN (...)`) does; KFP writes exactly one.
-            for event_id, key in self._select("SELECT event_id, step_key FROM EventPath WHERE {ids} "
-                                              "AND is_index_step = FALSE", "event_id", [r[0] for r in rows]):
-                found.setdefault(event_id, key or "")
         names = vocabulary.EVENT_TYPES
-        return [lineage_graph.Event(names.get(kind) or str(kind), artifact_id, execution_id, found.get(event, ""))
-                for event, kind, artifact_id, execution_id in rows]
+        if not keys:
+            rows = self._select(f"SELECT id, type, artifact_id, execution_id FROM Event WHERE {{ids}}{type_filter}",
+                                column, ids)
+            return [_EVENT((names.get(kind) or str(kind), artifact_id, execution_id, ""))
+                    for _, kind, artifact_id, execution_id in rows]
+        # Each event with the key steps of its path, in one statement: the first one read names the event, as in
+        # ml-metadata's own read of EventPath; KFP writes exactly one.
+        rows = self._select("SELECT e.id, e.type, e.artifact_id, e.execution_id, p.step_key FROM Event e "
+                            "LEFT JOIN EventPath p ON p.event_id = e.id AND p.is_index_step = FALSE "
+                            f"WHERE {{ids}}{type_filter.replace(' type ', ' e.type ')}", f"e.{column}", ids)
+        events: Dict[int, lineage_graph.Event] = {}
+        for event, kind, artifact_id, execution_id, key in rows:
+            if event not in events:
+                events[event] = _EVENT((names.get(kind) or str(kind), artifact_id, execution_id, key or ""))
+        return list(events.values())
 
     def output_events(self, execution_ids: Sequence[int]) -> Tuple[List[lineage_graph.Event], Dict[int, str]]:
         """The OUTPUT events of these executions (keys ""), and artifact id -> type name of what they wrote."""
@@ -261,8 +332,8 @@ class ServerReader:
         rows = self._select(
             "SELECT e.artifact_id, e.execution_id, a.type_id FROM Event e JOIN Artifact a ON a.id = e.artifact_id "
             f"WHERE {{ids}} AND e.type = {vocabulary.EVENT_TYPE_IDS[_OUTPUT]}", "e.execution_id", execution_ids)
-        return ([lineage_graph.Event(_OUTPUT, a, x, "") for a, x, _ in rows],
-                {a: self._type_name(t) for a, _, t in rows})
+        names = self._type_names(t for _, _, t in rows)
+        return [_EVENT((_OUTPUT, a, x, "")) for a, x, _ in rows], {a: names[t] for a, _, t in rows}
 
     # --- runs ---------------------------------------------------------------------------------------------------
 

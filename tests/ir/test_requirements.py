@@ -177,3 +177,34 @@ def test_check_requirements_still_reads_the_runners_environment():
         ["click", "click==1.0", "kfpl-not-installed", 'never-here; python_version<"3"', "git+https://x/y.git"])
     assert [problem.describe() for problem in problems] == [
         f"click==1.0 (installed: {click_version})", "kfpl-not-installed (not installed)"]
+
+
+def test_installed_versions_are_remembered_until_a_path_directory_changes(tmp_path, monkeypatch):
+    import importlib.metadata
+    import os
+    import sys
+
+    site = tmp_path / "site"
+    (site / "kfpl_probe_dist-1.0.dist-info").mkdir(parents=True)
+    (site / "kfpl_probe_dist-1.0.dist-info" / "METADATA").write_text("Name: kfpl-probe-dist\nVersion: 1.0\n")
+    monkeypatch.syspath_prepend(str(site))
+    assert requirements.installed_version("kfpl-probe-dist") == "1.0"
+    # An upgrade replaces the dist-info directory: the directory's mtime changes, and the new version is read.
+    (site / "kfpl_probe_dist-1.0.dist-info").rename(site / "kfpl_probe_dist-2.0.dist-info")
+    (site / "kfpl_probe_dist-2.0.dist-info" / "METADATA").write_text("Name: kfpl-probe-dist\nVersion: 2.0\n")
+    stat = os.stat(site)
+    os.utime(site, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a coarse clock must not hide the change
+    assert requirements.installed_version("kfpl-probe-dist") == "2.0"
+    sys.path.remove(str(site))
+    with pytest.raises(importlib.metadata.PackageNotFoundError):
+        requirements.installed_version("kfpl-probe-dist")
+
+
+def test_a_split_prefix_is_the_same_for_a_list_and_a_tuple_and_cannot_be_changed():
+    command = ["sh", "-c", "python3 -m pip install --quiet 'tabulate==0.10.0' && \"$0\" \"$@\"", "sh", "-ec", "x"]
+    first = requirements.split_pip_prefix(command)
+    assert first == requirements.split_pip_prefix(tuple(command))
+    assert first.requirements == ("tabulate==0.10.0",) and first.command == ("sh", "-ec", "x")
+    command[2] = "echo"  # the caller's list changing later does not change what was remembered
+    assert requirements.split_pip_prefix(command) is None
+    assert requirements.split_pip_prefix(tuple(first.command)) is None

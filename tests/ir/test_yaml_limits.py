@@ -31,3 +31,29 @@ def test_a_cycle_ends():
     cycle: list = []
     cycle.append(cycle)
     assert not yaml_limits.expands_beyond(cycle, yaml_limits.data_children)
+
+
+def test_the_fast_loader_builds_what_the_python_loader_builds(tmp_path):
+    from kfp import compiler
+
+    from tests.fixtures import pipelines
+
+    path = tmp_path / "spec.yaml"
+    compiler.Compiler().compile(pipelines.nested, str(path))
+    text = path.read_text()
+    loader = yaml_limits.safe_loader()
+    assert list(yaml.load_all(text, Loader=loader)) == list(yaml.load_all(text, Loader=yaml.SafeLoader))
+    assert issubclass(loader, (yaml.SafeLoader, yaml.CSafeLoader))
+
+
+def test_the_fast_loader_refuses_deep_nesting_as_libyaml_or_python_does():
+    loader = yaml_limits.safe_loader()
+    deep = "k: " + "[" * 3000 + "1" + "]" * 3000
+    try:
+        yaml.load(deep, Loader=loader)
+    except RecursionError:
+        assert loader is yaml.SafeLoader
+    except yaml.YAMLError as e:
+        assert loader is yaml.CSafeLoader and e.problem == yaml_limits.LIBYAML_NESTING_PROBLEM
+    else:
+        raise AssertionError("a document nested 3000 deep was loaded")

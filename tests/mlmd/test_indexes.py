@@ -159,3 +159,13 @@ def test_the_walks_read_the_same_with_the_indexes(tmp_path):
         graphs.append([as_json(walk.trace(metadata_store, model)), as_json(walk.impact(metadata_store, source)),
                        as_json(walk.impact(metadata_store, source, full=True)), as_json(walk.trace(reader, model))])
     assert graphs[0] == graphs[1]
+
+
+def test_a_store_the_runner_creates_stays_in_rollback_journal_mode(tmp_path, linear_yaml):
+    # Not WAL: ml-metadata links its own SQLite, so a Python sqlite3 connection to the store closing in the same
+    # process (the SQL reader, add_indexes) cannot see ml-metadata's locks and deletes the log it still writes; a
+    # run made after such a close was lost when this was tried.
+    store = tmp_path / "new.sqlite"
+    run(linear_yaml, store, tmp_path, "first")
+    with sqlite3.connect(store) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete"

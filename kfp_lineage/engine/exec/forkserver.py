@@ -120,6 +120,23 @@ def _run_child(request: Mapping[str, Any], protocol_fds: Sequence[int], ready_fd
             os._exit(code)
 
 
+def _warm_executor_startup() -> None:
+    """Does once, in the server, the first-use work every task's executor_main would otherwise repeat after the
+    fork: argparse imports shutil (and with it bz2 and lzma) and gettext (locale) and compiles its patterns the
+    first time a parser is built. That halved a trivial task's time in its child (about 10 ms to 5 ms here).
+    Nothing here has an effect a task could see: no logging set up, nothing written.
+
+    Then the server's objects are frozen out of the garbage collector's reach, so a child's collections do not
+    walk (and copy, page by page) everything the server imported."""
+    import argparse
+    import gc
+
+    parser = argparse.ArgumentParser(description="warm-up")
+    parser.add_argument("--component_module_path", type=str, help="warm-up")
+    parser.parse_known_args(["--component_module_path", "warm-up"])
+    gc.freeze()
+
+
 def serve() -> None:
     """The server loop: fork a child per request line, report pids and exit codes, stop at end of input.
 
@@ -130,6 +147,7 @@ def serve() -> None:
     os.environ["_KFP_RUNTIME"] = "true"  # import kfp the light way, as a task does
     from kfp.dsl import executor_main  # noqa: F401  (warm the import once; children inherit it)
 
+    _warm_executor_startup()
     die_with_server = _parent_death_signal()
     server_pid = os.getpid()
 
