@@ -116,7 +116,8 @@ def run_pipeline(
         )
     mode = environment_plan.check_mode(task_env or os.environ.get(environment_plan.MODE_ENV_VAR))
     # Its requirement problems are the plan's business (current mode).
-    preflight.check_pipeline(loaded.spec, cwd=os.path.abspath(cwd or os.getcwd()))
+    preflight.check_pipeline(loaded.spec, cwd=os.path.abspath(cwd or os.getcwd()),
+                             images_with_source=frozenset(image_sources or ()))
     _check_target(loaded, values, target, strict, reporter)
     by_executor = task_environments.prepare_task_environments(
         loaded.spec, mode, environments.resolve_cache_dir(env_cache, os.environ), reporter,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from typing import List, Optional, Sequence
+from typing import AbstractSet, List, Optional, Sequence
 
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
@@ -41,14 +41,16 @@ def _check_path_part(value: str, what: str) -> None:
         )
 
 
-def check_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec,
-                   cwd: Optional[str] = None) -> List[requirements.RequirementProblem]:
+def check_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec, cwd: Optional[str] = None,
+                   images_with_source: AbstractSet[str] = frozenset()) -> List[requirements.RequirementProblem]:
     """Checks every task of every DAG.
 
     Args:
         pipeline_spec: the spec.
         cwd: the tasks' working directory, where a relative script a command names must be (default: this
             process's).
+        images_with_source: images the run builds from a source directory (`--image-source`): their containerized
+            Python components run from that directory, so they are not refused.
 
     Returns:
         Requirement problems of lightweight components (missing or mismatched packages), for the caller to report;
@@ -107,7 +109,7 @@ def check_pipeline(pipeline_spec: pipeline_spec_pb2.PipelineSpec,
                 )
             prefix = requirements.split_pip_prefix(list(executor.container.command))
             command = list(prefix.command) if prefix else list(executor.container.command)
-            _check_program(label, executor.container, command, cwd)
+            _check_program(label, executor.container, command, cwd, images_with_source)
             for requirement in prefix.requirements if prefix else ():
                 if requirement not in seen_requirements:
                     seen_requirements.add(requirement)
@@ -135,7 +137,7 @@ _SCRIPT_RUNNERS = re.compile(r"^(?:sh|bash|dash|zsh|ksh|python(?:\d+(?:\.\d+)?)?
 
 
 def _check_program(label: str, container: pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec,
-                   command: Sequence[str], cwd: Optional[str]) -> None:
+                   command: Sequence[str], cwd: Optional[str], images_with_source: AbstractSet[str]) -> None:
     """Refuses a task whose program is in its image only: no command (the image's entrypoint), a containerized
     Python component (`kfp component build`: its code is in the image), a program or a script file missing here."""
     image = container.image
@@ -146,10 +148,12 @@ def _check_program(label: str, container: pipeline_spec_pb2.PipelineDeploymentCo
         )
     argv = list(command) + list(container.args)
     if "kfp.dsl.executor_main" in argv and "--component_module_path" not in argv:
+        if image in images_with_source:
+            return
         raise errors.UnsupportedFeatureError(
             f"task {label!r} is a containerized Python component: its code is in image {image!r}, not in the spec: "
-            "run the pipeline on a cluster, or compile the component as a lightweight one (@dsl.component without "
-            "target_image)"
+            f"run it from the directory the image is built from (--image-source {image}=DIR), run the pipeline on "
+            "a cluster, or compile the component as a lightweight one (@dsl.component without target_image)"
         )
     program = command[0]
     if "{{" in program:

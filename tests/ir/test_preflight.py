@@ -131,17 +131,26 @@ def test_a_container_without_a_command_is_refused(tmp_path):
         "this machine: give the container a command, or run the pipeline on a cluster")
 
 
+def _containerized(tmp_path):
+    return _with_container(tmp_path, image="gcr.io/my-project/my-component:v1",
+                           command=["python3", "-m", "kfp.dsl.executor_main"],
+                           args=["--executor_input", "{{$}}", "--function_to_execute", "concat_message"])
+
+
 def test_a_containerized_python_component_is_refused(tmp_path):
     # KFP's containerized_python_component.yaml: `kfp component build` put the code in the image, not the spec.
     with pytest.raises(errors.UnsupportedFeatureError) as raised:
-        preflight.check_pipeline(_with_container(
-            tmp_path, image="gcr.io/my-project/my-component:v1",
-            command=["python3", "-m", "kfp.dsl.executor_main"],
-            args=["--executor_input", "{{$}}", "--function_to_execute", "concat_message"]))
+        preflight.check_pipeline(_containerized(tmp_path))
     assert str(raised.value) == (
         "task 'make-dataset' is a containerized Python component: its code is in image "
-        "'gcr.io/my-project/my-component:v1', not in the spec: run the pipeline on a cluster, or compile the "
+        "'gcr.io/my-project/my-component:v1', not in the spec: run it from the directory the image is built from "
+        "(--image-source gcr.io/my-project/my-component:v1=DIR), run the pipeline on a cluster, or compile the "
         "component as a lightweight one (@dsl.component without target_image)")
+
+
+def test_a_containerized_python_component_whose_image_has_a_source_directory_passes(tmp_path):
+    assert preflight.check_pipeline(_containerized(tmp_path),
+                                    images_with_source={"gcr.io/my-project/my-component:v1"}) == []
 
 
 def test_a_script_file_of_the_image_is_refused(tmp_path):
