@@ -190,8 +190,12 @@ def _summary_artifacts(reader: lineage_reader.Reader, types: Dict[int, str]) -> 
     always_key = {t for t in names if lineage_graph.is_model_type(t) or t in lineage_graph.ENDPOINT_TYPES}
     # A generic artifact is an endpoint when it records endpoint_uri. One read of the endpoint properties of every
     # candidate both finds the endpoints and gives their properties.
+    # The same read names the task logs (generic artifacts too), which the text view leaves out of its counts.
     candidates = [i for i, t in types.items() if t in maybe_endpoint]
-    endpoint_properties = reader.artifact_properties(candidates, SUMMARY_ENDPOINT_PROPERTIES)
+    endpoint_properties = reader.artifact_properties(candidates,
+                                                     SUMMARY_ENDPOINT_PROPERTIES + (vocabulary.DISPLAY_NAME,))
+    logs = {i for i, values in endpoint_properties.items()
+            if values.pop(vocabulary.DISPLAY_NAME, None) == vocabulary.EXECUTOR_LOGS}
     endpoints = {i for i, values in endpoint_properties.items() if SUMMARY_ENDPOINT_PROPERTIES[0] in values}
     key = [i for i, t in types.items() if t in always_key or i in endpoints]
     found = reader.artifacts(key, ())
@@ -201,7 +205,8 @@ def _summary_artifacts(reader: lineage_reader.Reader, types: Dict[int, str]) -> 
             found[artifact_id].properties = values
     stub = lineage_graph.Artifact
     # Positional for speed: id, type, uri, name, state, create_time, properties, run_id, producer_id, details.
-    stubs = {i: stub(i, t, "", "", "", 0, {}, None, None, False) for i, t in types.items() if i not in found}
+    stubs = {i: stub(i, t, "", vocabulary.EXECUTOR_LOGS if i in logs else "", "", 0, {}, None, None, False)
+             for i, t in types.items() if i not in found}
     stubs.update(found)
     return stubs
 

@@ -6,7 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from kfp_lineage import cli
-from kfp_lineage.lineage import queries
+from kfp_lineage.lineage import queries, references, store_access, walk
+from kfp_lineage.mlmd import store as store_module
 from kfp_lineage.lineage.render import text as render_text
 from kfp_lineage.engine import run as run_module
 from tests import conftest
@@ -128,3 +129,14 @@ def test_show_lists_each_task_s_log_after_what_it_made(trained):
     train = shown.split("\n  train  ")[1].split("\n  evaluate  ")[0].splitlines()
     assert [line.split(":")[0].strip() for line in train[2:]] == ["in  train_data", "out metrics", "out model", "log"]
     assert train[-1].startswith("    log: ") and "/train/" in train[-1] and "/executor-logs-0  [artifact " in train[-1]
+
+
+@pytest.mark.parametrize("sql", [True, False])
+def test_impact_counts_no_task_log_among_what_the_tasks_made(trained, sql):
+    _, url = trained
+    reader = store_access.open_reader(store_module.parse_store_url(url), sql=sql)
+    graph = walk.impact(reader, references.resolve_artifact(reader, "training-1/ingest/train"))
+    shown = render_text.impact_text(graph).splitlines()
+    assert "  train  COMPLETE  reads train_data  (+1 other output)" in shown  # its metrics; not its log
+    assert "  deploy-local  COMPLETE  reads model" in shown
+    assert shown[-1] == "downstream: 1 run, 3 tasks, 5 artifacts (1 model, 1 endpoint)"

@@ -143,7 +143,7 @@ def impact_text(graph: Graph) -> str:
             reused = execution.properties.get(vocabulary.CACHED_EXECUTION_ID)
             if execution.state == "CACHED" and reused:
                 state += f" (re-used execution {reused})"
-            outputs = [artifact for _, artifact in graph.outputs(execution.id)]
+            outputs = [artifact for event, artifact in graph.outputs(execution.id) if not _is_log(event, artifact)]
             others = sum(1 for a in outputs if not a.details)
             more = f"  (+{_count(others, 'other output')})" if others else ""
             lines.append(f"  {_task_label(execution)}  {state}  reads {read}{more}")
@@ -153,8 +153,10 @@ def impact_text(graph: Graph) -> str:
                 made_elsewhere = artifact.run_id and artifact.run_id != run_id
                 elsewhere = f"  (made in run {artifact.run_id})" if made_elsewhere else ""
                 lines.append(f"    {_describe_output(artifact)}{elsewhere}")
-    downstream = [a for a in graph.artifacts.values() if a.id != root.id and graph.producer(a.id) is not None
-                  and graph.inputs(graph.producer(a.id).id)]
+    logs = {artifact.id for execution_id in graph.executions for event, artifact in graph.outputs(execution_id)
+            if _is_log(event, artifact)}
+    downstream = [a for a in graph.artifacts.values() if a.id != root.id and a.id not in logs
+                  and graph.producer(a.id) is not None and graph.inputs(graph.producer(a.id).id)]
     models = sum(1 for a in downstream if a.is_model)
     endpoints = sum(1 for a in downstream if a.is_endpoint)
     limited = [node_id for kind, node_id in graph.truncated if kind == "artifact"]
@@ -170,7 +172,8 @@ def impact_text(graph: Graph) -> str:
 
 def _is_log(event: lineage_graph.Event, artifact: lineage_graph.Artifact) -> bool:
     """Whether the output is the task's log (the backend's `executor-logs` artifact; no user output can spell its key
-    with a hyphen), which `show` lists as the task's log after what the task made."""
+    with a hyphen): `show` lists it as the task's log after what the task made, `impact` counts it nowhere. The
+    summary walk reads no OUTPUT keys, and names a log stub by its display name instead."""
     return event.type == "OUTPUT" and vocabulary.EXECUTOR_LOGS in (event.key, artifact.name)
 
 
