@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import signal
 import subprocess
 import uuid
 from typing import Iterator, List
@@ -18,6 +19,12 @@ from kfp_lineage.mlmd import store as store_module
 # compiled with kfp's default image (python:3.9) would otherwise each get an environment built from the package
 # index, and the suite must not need the network. Tests of task environments install from a local wheelhouse.
 os.environ.setdefault(environment_plan.MODE_ENV_VAR, "current")
+
+# A suite started in the background (`make test &` from a script) inherits SIGINT ignored, which Python and the
+# runner then leave ignored (a nohup'd run is not ours to interrupt): the interrupt tests, and the runners they
+# start, would never see Ctrl-C. The suite runs as if started from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Server URLs come from the environment; .ci/run sets them and KFP_LINEAGE_REQUIRE_SERVERS=1 so a missing
 # server fails the run instead of skipping.
