@@ -19,6 +19,7 @@ import importlib
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from kfp_lineage.lineage import graph as lineage_graph
+from kfp_lineage.lineage import sql_runs
 from kfp_lineage.mlmd import vocabulary
 
 # The MLMD schema versions this reader was written and tested against (ml-metadata 1.14 to 1.17).
@@ -338,18 +339,10 @@ class ServerReader:
     # --- runs ---------------------------------------------------------------------------------------------------
 
     def _runs(self, where: str, params: Sequence[Any], limit: Optional[int] = None) -> List[lineage_graph.Run]:
-        run_type = self._type_id(vocabulary.RUN_CONTEXT_TYPE, vocabulary.CONTEXT_TYPE_KIND)
-        pipeline_type = self._type_id(vocabulary.PIPELINE_CONTEXT_TYPE, vocabulary.CONTEXT_TYPE_KIND)
-        if run_type is None:
-            return []
-        sql = ("SELECT c.id, c.name, c.create_time_since_epoch, "
-               "(SELECT MIN(p.name) FROM ParentContext pc JOIN Context p ON p.id = pc.parent_context_id "
-               " WHERE pc.context_id = c.id AND p.type_id = %s) "
-               f"FROM Context c WHERE c.type_id = %s {where} ORDER BY c.create_time_since_epoch DESC, c.id DESC")
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        rows = self._query(sql, (pipeline_type if pipeline_type is not None else -1, run_type, *params))
-        return [lineage_graph.Run(run_id=r[1], pipeline=r[3], context_id=r[0], create_time=r[2] or 0) for r in rows]
+        return sql_runs.select_runs(self._query, "%s",
+                                    self._type_id(vocabulary.RUN_CONTEXT_TYPE, vocabulary.CONTEXT_TYPE_KIND),
+                                    self._type_id(vocabulary.PIPELINE_CONTEXT_TYPE, vocabulary.CONTEXT_TYPE_KIND),
+                                    where, params, limit)
 
     def run(self, run_id: str) -> Optional[lineage_graph.Run]:
         found = self._runs("AND c.name = %s", (run_id,))

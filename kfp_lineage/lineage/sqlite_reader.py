@@ -19,6 +19,7 @@ import urllib.parse
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from kfp_lineage.lineage import graph as lineage_graph
+from kfp_lineage.lineage import sql_runs
 from kfp_lineage.mlmd import indexes as store_indexes
 from kfp_lineage.mlmd import vocabulary
 
@@ -362,19 +363,13 @@ class SqliteReader:
         return self.connection.execute("SELECT 1 FROM Artifact LIMIT 1").fetchone() is not None
 
     def _runs(self, where: str, params: Sequence[Any], limit: Optional[int] = None) -> List[lineage_graph.Run]:
-        run_type = self._type_id(vocabulary.RUN_CONTEXT_TYPE, vocabulary.CONTEXT_TYPE_KIND)
-        pipeline_type = self._type_id(vocabulary.PIPELINE_CONTEXT_TYPE, vocabulary.CONTEXT_TYPE_KIND)
-        if run_type is None:
-            return []
-        sql = ("SELECT c.id, c.name, c.create_time_since_epoch, "
-               "(SELECT MIN(p.name) FROM ParentContext pc JOIN Context p ON p.id = pc.parent_context_id "
-               " WHERE pc.context_id = c.id AND p.type_id = ?) "
-               f"FROM Context c WHERE c.type_id = ? {where} "
-               "ORDER BY c.create_time_since_epoch DESC, c.id DESC")
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        rows = self.connection.execute(sql, (pipeline_type, run_type, *params)).fetchall()
-        return [lineage_graph.Run(run_id=r[1], pipeline=r[3], context_id=r[0], create_time=r[2] or 0) for r in rows]
+        def query(statement: str, values: Sequence[Any]) -> List[tuple]:
+            return self.connection.execute(statement, values).fetchall()
+
+        return sql_runs.select_runs(query, "?",
+                                    self._type_id(vocabulary.RUN_CONTEXT_TYPE, vocabulary.CONTEXT_TYPE_KIND),
+                                    self._type_id(vocabulary.PIPELINE_CONTEXT_TYPE, vocabulary.CONTEXT_TYPE_KIND),
+                                    where, params, limit)
 
     def run(self, run_id: str) -> Optional[lineage_graph.Run]:
         found = self._runs("AND c.name = ?", (run_id,))
