@@ -159,15 +159,16 @@ class ServerReader:
             self._load_types()
         return None
 
-    def _properties(self, table: str, column: str, ids: Sequence[int], names: Optional[Sequence[str]]
-                    ) -> Dict[int, Dict[str, Any]]:
+    def _properties(self, table: str, column: str, ids: Sequence[int], names: Optional[Sequence[str]],
+                    custom_only: bool = False) -> Dict[int, Dict[str, Any]]:
         """owner id -> its properties: every one (a custom property wins over a typed one of the same name, as
-        ml-metadata's map does), or only these custom ones."""
+        ml-metadata's map does), every custom one (`custom_only`), or only these custom ones."""
         if not ids or names is not None and not names:
             return {}
         if names is None:
-            rows = self._select(f"SELECT {column}, name, is_custom_property, {_VALUES} FROM {table} WHERE {{ids}}",
-                                column, ids)
+            custom = " AND is_custom_property = TRUE" if custom_only else ""
+            rows = self._select(f"SELECT {column}, name, is_custom_property, {_VALUES} FROM {table} WHERE {{ids}}"
+                                f"{custom}", column, ids)
             rows.sort(key=lambda r: bool(r[2]))  # typed first, so custom values overwrite them
         else:
             rows = self._select(
@@ -245,6 +246,15 @@ class ServerReader:
 
     def artifact_properties(self, ids: Sequence[int], names: Sequence[str]) -> Dict[int, Dict[str, Any]]:
         """artifact id -> {name: value} of these custom properties, for artifacts that have any."""
+        if self.kind == "mysql" and len(names) > 1 and ids:
+            # MySQL/MariaDB turns `artifact_id IN (...) AND name IN (...)` into one index range per pair and spends
+            # milliseconds building them; one range per artifact over all its custom properties, filtered here, reads
+            # a third of the pages (an artifact has a few custom properties; executions have large ones, so
+            # execution_properties keeps the name list). impact reads its endpoint candidates this way.
+            found = self._properties("ArtifactProperty", "artifact_id", ids, None, custom_only=True)
+            wanted = set(names)
+            return {i: kept for i, values in found.items()
+                    if (kept := {n: v for n, v in values.items() if n in wanted})}
         return self._properties("ArtifactProperty", "artifact_id", ids, list(names))
 
     def has_artifacts(self) -> bool:
