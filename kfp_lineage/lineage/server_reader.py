@@ -28,6 +28,13 @@ KNOWN_SCHEMA_VERSIONS = frozenset({10})
 DRIVERS = {"mysql": ("MySQLdb", "pymysql"), "postgresql": ("psycopg",)}
 EXTRAS = {"mysql": "kfp-lineage[mysql]", "postgresql": "kfp-lineage[postgresql]"}
 _CHUNK = 5000  # ids per statement
+# Up to this many ids, a node's row and every property of it come in one statement (a LEFT JOIN that repeats the
+# row per property): a trace reads a handful of nodes per level, and round trips are most of its time. Larger
+# batches (impact with full=True) read the properties in a second statement.
+_JOIN_PROPERTIES_MAX = 64
+_ARTIFACT_COLUMNS = ("id", "type_id", "uri", "state", "name", "create_time_since_epoch")
+_EXECUTION_COLUMNS = ("id", "type_id", "last_known_state", "name", "create_time_since_epoch",
+                      "last_update_time_since_epoch")
 # Event(type, artifact_id, execution_id, key) from a 4-tuple without Event._make's Python-level call (a walk makes
 # tens of thousands), as in sqlite_reader.
 _EVENT = functools.partial(tuple.__new__, lineage_graph.Event)
@@ -183,6 +190,26 @@ class ServerReader:
                 found.setdefault(row[0], {})[row[1]] = value(*row[3:])
         return found
 
+    def _rows_and_properties(self, table: str, columns: Sequence[str], property_table: str, column: str,
+                             ids: Sequence[int]) -> Tuple[List[tuple], Dict[int, Dict[str, Any]]]:
+        """The rows (these columns, the first the id) of `table` for these ids, and owner id -> every property of
+        each as _properties reads them, in one statement (for a few ids: _JOIN_PROPERTIES_MAX)."""
+        width = len(columns)
+        joined = self._select(
+            f"SELECT {', '.join('o.' + c for c in columns)}, p.name, p.is_custom_property, "
+            f"{', '.join('p.' + v for v in _VALUES.split(', '))} FROM {table} o "
+            f"LEFT JOIN {property_table} p ON p.{column} = o.id WHERE {{ids}}", "o." + columns[0], ids)
+        rows: Dict[int, tuple] = {}
+        for row in joined:
+            rows.setdefault(row[0], row[:width])
+        joined.sort(key=lambda r: bool(r[width + 1]))  # typed first, so custom values overwrite them
+        found: Dict[int, Dict[str, Any]] = {}
+        value = vocabulary.sql_value
+        for row in joined:
+            if row[width] is not None:  # None: the owner has no property (the LEFT JOIN's empty side)
+                found.setdefault(row[0], {})[row[width]] = value(*row[width + 2:])
+        return list(rows.values()), found
+
     @staticmethod
     def _joined(table: str, column: str, names: Sequence[str]) -> Tuple[str, str]:
         """SELECT columns and LEFT JOINs that bring these custom properties into their owner's row (alias o): per
@@ -214,9 +241,12 @@ class ServerReader:
         if not ids:
             return {}
         if properties is None:
-            rows = self._select("SELECT id, type_id, uri, state, name, create_time_since_epoch FROM Artifact "
-                                "WHERE {ids}", "id", ids)
-            props = self._properties("ArtifactProperty", "artifact_id", [r[0] for r in rows], None)
+            if len(ids) <= _JOIN_PROPERTIES_MAX:
+                rows, props = self._rows_and_properties("Artifact", _ARTIFACT_COLUMNS, "ArtifactProperty",
+                                                        "artifact_id", ids)
+            else:
+                rows = self._select(f"SELECT {', '.join(_ARTIFACT_COLUMNS)} FROM Artifact WHERE {{ids}}", "id", ids)
+                props = self._properties("ArtifactProperty", "artifact_id", [r[0] for r in rows], None)
             return {row[0]: self._artifact(row, lineage_graph.artifact_name(props.get(row[0], {}), row[4]),
                                            props.get(row[0], {}))
                     for row in rows}
@@ -272,9 +302,15 @@ class ServerReader:
             rows = self._select("SELECT o.id, o.type_id, o.last_known_state, o.name, o.create_time_since_epoch, "
                                 f"o.last_update_time_since_epoch{columns} FROM Execution o {joins} WHERE {{ids}}",
                                 "o.id", ids, before=names)
+        elif properties is None and len(ids) <= _JOIN_PROPERTIES_MAX:
+            rows, props = self._rows_and_properties("Execution", _EXECUTION_COLUMNS, "ExecutionProperty",
+                                                    "execution_id", ids)
+            if not dags:
+                types = self._type_names(r[1] for r in rows)
+                rows = [r for r in rows if types[r[1]] not in vocabulary.DAG_EXECUTION_TYPES]
+            return self._execution_nodes(rows, props)
         else:
-            rows = self._select("SELECT id, type_id, last_known_state, name, create_time_since_epoch, "
-                                "last_update_time_since_epoch FROM Execution WHERE {ids}", "id", ids)
+            rows = self._select(f"SELECT {', '.join(_EXECUTION_COLUMNS)} FROM Execution WHERE {{ids}}", "id", ids)
         if not dags:
             types = self._type_names(r[1] for r in rows)
             rows = [r for r in rows if types[r[1]] not in vocabulary.DAG_EXECUTION_TYPES]
@@ -303,11 +339,12 @@ class ServerReader:
     def execution_parents(self, ids: Sequence[int]) -> Dict[int, Tuple[Optional[int], str]]:
         if not ids:
             return {}
-        rows = self._select("SELECT id, name FROM Execution WHERE {ids}", "id", ids)
-        parents = self._properties("ExecutionProperty", "execution_id", [r[0] for r in rows],
-                                   [vocabulary.PARENT_DAG_ID])
-        return {i: (vocabulary.int_or_none(parents.get(i, {}).get(vocabulary.PARENT_DAG_ID)), name or "")
-                for i, name in rows}
+        names = [vocabulary.PARENT_DAG_ID]
+        columns, joins = self._joined("ExecutionProperty", "execution_id", names)
+        rows = self._select(f"SELECT o.id, o.name{columns} FROM Execution o {joins} WHERE {{ids}}", "o.id", ids,
+                            before=names)
+        return {row[0]: (vocabulary.int_or_none(self._joined_values(row, 2, names).get(vocabulary.PARENT_DAG_ID)),
+                         row[1] or "") for row in rows}
 
     # --- events -------------------------------------------------------------------------------------------------
 

@@ -75,9 +75,15 @@ def test_the_sql_reader_returns_exactly_what_ml_metadata_returns(tmp_path, build
     assert view_of(store, view, source, model, True) == view_of(store, view, source, model, False)
 
 
+@pytest.mark.parametrize("join_properties_max", [server_reader._JOIN_PROPERTIES_MAX, 0],
+                         ids=["few-ids-joined", "properties-apart"])
 @pytest.mark.parametrize("build", BUILDS)
 @pytest.mark.parametrize("kind", ["mysql", "postgresql"])
-def test_the_server_sql_reader_returns_exactly_what_ml_metadata_returns(kind, build):
+def test_the_server_sql_reader_returns_exactly_what_ml_metadata_returns(kind, build, join_properties_max,
+                                                                        monkeypatch):
+    # A few nodes come with their properties in one statement; past the limit, properties are read apart. The test
+    # stores are small, so the limit is also set to 0 to check the second way.
+    monkeypatch.setattr(server_reader, "_JOIN_PROPERTIES_MAX", join_properties_max)
     url = conftest.fresh_database_url(kind)
     store = conftest.open_store(url)
     source, model = build_store(store, build)
