@@ -82,6 +82,8 @@ def run_process_task(launch: handler.TaskLaunch, processes: handler.RunningProce
                                        error=f"cannot start {argv[0]}: {e}")
         processes.add(process)
         try:
+            if launch.on_started is not None:
+                launch.on_started()
             returncode = process.wait(timeout=launch.timeout)
             # What the task left running in its group dies with it, as a container's processes die with its main
             # process. The group's id stays reserved while any member lives, so this cannot reach anyone else.
