@@ -164,7 +164,7 @@ class TaskRunner:
                 log.write("".join(line + "\n" for line in environment.describe()))
         self._reporter.task_started(task.key)
         logs = executor_logs.AttemptLogs(launch.log_path, task_dir)
-        future = self._pool.submit(_run_first_attempt, self._handler, launch, started)
+        future = self._pool.submit(_run_attempt, self._handler, launch, logs, 1, started=started)
         started.wait()
         execution_id = self._recorder.create_execution(
             self._contexts, vocabulary.CONTAINER_EXECUTION_TYPE, properties, input_artifacts=task.input_ids
@@ -186,7 +186,6 @@ class TaskRunner:
             outcome = future.result()
         except Exception as e:  # a bug in the handler, not in the task: record it, keep the store consistent
             outcome = handler.TaskOutcome(False, {}, {}, 0.0, error=f"could not run the task: {e!r}")
-            _log_launch_failure(launch, e)
         if outcome.succeeded and not outcome.artifacts:
             # Nothing downstream waits for this task's records (no output artifacts, whose ids its consumers
             # need): its log artifact and COMPLETE are written later, while the next task runs (Recorder.defer).
@@ -194,7 +193,6 @@ class TaskRunner:
             return FinishedTask(running.task, results.COMPLETE, running.execution_id,
                                 dataflow.Produced(parameters=dict(outcome.parameters)), outcome.duration, "",
                                 launch.log_path, running.attempt)
-        running.logs.attempt_ended(running.attempt - 1, launch.secret_values)
         if outcome.succeeded:
             # A local output must stay under the run's directory; a URI with a scheme names a remote resource
             # (GCPC's google.VertexModel carries its https://...aiplatform... resource URI) and is not a path.
@@ -216,7 +214,7 @@ class TaskRunner:
                                              output_artifacts={} if outcome.canceled else running.logs.outputs())
             return FinishedTask(running.task, state, running.execution_id, dataflow.Produced(), outcome.duration,
                                 outcome.error, launch.log_path, running.attempt)
-        artifact_ids = self._publish_complete(running, outcome, log_copied=True)
+        artifact_ids = self._publish_complete(running, outcome)
         produced = dataflow.Produced(parameters=dict(outcome.parameters))
         for output, artifacts in outcome.artifacts.items():
             produced.artifacts[output] = [
@@ -230,12 +228,9 @@ class TaskRunner:
         return FinishedTask(running.task, results.COMPLETE, running.execution_id, produced, outcome.duration, "",
                             launch.log_path, running.attempt)
 
-    def _publish_complete(self, running: _Running, outcome: handler.TaskOutcome,
-                          log_copied: bool = False) -> Dict[str, List[int]]:
-        """Records a succeeded task: its execution COMPLETE with its outputs, and its output and log artifacts
-        (the attempt's log is copied first unless `log_copied`). Output key -> artifact ids."""
-        if not log_copied:
-            running.logs.attempt_ended(running.attempt - 1, running.launch.secret_values)
+    def _publish_complete(self, running: _Running, outcome: handler.TaskOutcome) -> Dict[str, List[int]]:
+        """Records a succeeded task: its execution COMPLETE with its outputs, and its output and log artifacts.
+        Output key -> artifact ids."""
         drafts = {
             output: [
                 recorder.OutputArtifact(
@@ -269,7 +264,8 @@ class TaskRunner:
             f"{running.task.key}: attempt {running.attempt - 1} failed ({outcome.error}); attempt {running.attempt} "
             f"of {policy.max_retry_count + 1} in {delay:g} s"
         )
-        future = self._pool.submit(_run_attempt, self._handler, running.launch, running.attempt, delay)
+        future = self._pool.submit(_run_attempt, self._handler, running.launch, running.logs, running.attempt,
+                                   delay=delay)
         self._futures[future] = running
         return True
 
@@ -282,23 +278,26 @@ class TaskRunner:
             self._handler.close()
 
 
-def _run_first_attempt(task_handler: handler.TaskHandler, launch: handler.TaskLaunch,
-                       started: threading.Event) -> handler.TaskOutcome:
-    """Runs a task's first attempt; `started` is set when its process started (launch.on_started), or when the
-    attempt returned without one, whichever comes first."""
+def _run_attempt(task_handler: handler.TaskHandler, launch: handler.TaskLaunch, logs: executor_logs.AttemptLogs,
+                 attempt: int, *, delay: float = 0.0, started: Optional[threading.Event] = None
+                 ) -> handler.TaskOutcome:
+    """Runs one attempt of a task (a retry after its backoff, marked in the task's log), in a worker thread; then
+    copies the attempt's part of the log for its executor-logs artifact, here rather than in the scheduler's
+    thread, whose time is the run's. `started` is set when the task's process started (launch.on_started), or when
+    the attempt ended without one. A handler's exception (a bug) goes to the task's log, then on to the caller."""
     try:
+        if attempt > 1:
+            time.sleep(delay)
+            with open(launch.log_path, "a") as log:
+                log.write(f"\n--- kfp-lineage: attempt {attempt} ---\n")
         return task_handler.run(launch)
+    except Exception as e:
+        _log_launch_failure(launch, e)
+        raise
     finally:
-        started.set()
-
-
-def _run_attempt(task_handler: handler.TaskHandler, launch: handler.TaskLaunch, attempt: int,
-                 delay: float) -> handler.TaskOutcome:
-    """Runs a retry after its backoff, marking the attempt in the task's log."""
-    time.sleep(delay)
-    with open(launch.log_path, "a") as log:
-        log.write(f"\n--- kfp-lineage: attempt {attempt} ---\n")
-    return task_handler.run(launch)
+        if started is not None:
+            started.set()
+        logs.attempt_ended(attempt - 1, launch.secret_values)
 
 
 def _log_launch_failure(launch: handler.TaskLaunch, error: BaseException) -> None:

@@ -38,8 +38,9 @@ class ForkHandler(handler.TaskHandler):
         if server is None:
             return supervision.start_subprocess(argv, launch, log)
         try:
+            # The task is as good as started once the server has it: the runner records it while it forks.
             return server.spawn(arguments, log_path=launch.log_path, cwd=launch.cwd, env=launch.env,
-                                scratch_dir=launch.scratch_dir)
+                                scratch_dir=launch.scratch_dir, requested=launch.on_started)
         except forkserver.ServerGone:
             if server.started_a_task:
                 raise  # it ran tasks and died: a task may have started, so it is not run a second time

@@ -266,8 +266,9 @@ class ForkServer:
         self._reader.start()
 
     def spawn(self, arguments: List[str], *, log_path: str, cwd: str, env: Mapping[str, str],
-              scratch_dir: str) -> ForkedProcess:
-        """Starts a task; returns once the child exists (its pid is known).
+              scratch_dir: str, requested: Optional[Callable[[], None]] = None) -> ForkedProcess:
+        """Starts a task; returns once the child exists (its pid is known). `requested`, when given, is called as
+        soon as the server has the request, before the child exists.
 
         Raises:
             ServerGone: the server is gone, before or while this task was asked for.
@@ -285,6 +286,8 @@ class ForkServer:
                 self._process.stdin.flush()
             except (BrokenPipeError, ValueError) as e:
                 raise ServerGone(f"the fork server stopped: {e}") from None
+        if requested is not None:
+            requested()
         if not process._started.wait(timeout=30):
             raise OSError("the fork server did not start the task within 30 s")
         if process.pid <= 0:
