@@ -57,8 +57,6 @@ class Recorder:
         self.store = store
         self._lock = threading.Lock()
         self._type_ids: Dict[Tuple[str, str], int] = {}
-        # The executions this recorder created RUNNING, as written, until published: publishing one needs no read.
-        self._running: Dict[int, mlmd_pb.Execution] = {}
         self._deferred: Deque[Callable[[], None]] = collections.deque()
         self._flushing = threading.RLock()  # one flusher at a time, so deferred writes keep their order
         self._in_flush = threading.local()
@@ -172,7 +170,6 @@ class Recorder:
         Deferred writes run first, as far as they can: one that fails leaves its execution to be closed here."""
         self.flush_quietly()
         with self._lock:
-            self._running.clear()  # closing rewrites them
             return recovery.close_run(self.store, contexts.run, reason, runner_state).executions_failed
 
     def recover_dead_runs(self, pipeline_context: mlmd_pb.Context) -> List[recovery.RecoveredRun]:
@@ -257,9 +254,6 @@ class Recorder:
             output_pairs, keys = self._output_pairs(output_artifacts)
             output_pairs += _reused_output_pairs(reused_output_artifacts, keys)
             execution_id, artifact_ids = self._put(contexts, execution, [(None, e) for e in events] + output_pairs)
-            if state == State.RUNNING:
-                execution.id = execution_id
-                self._running[execution_id] = execution
         return execution_id, _group_by_key(keys, artifact_ids[len(events):])
 
     def publish_execution(
@@ -283,11 +277,7 @@ class Recorder:
         """
         self.flush()
         with self._lock:
-            # ml-metadata replaces the stored execution by the one given (create time kept): the one written at
-            # creation is the stored one, as nothing else writes an execution of a live run.
-            execution = self._running.pop(execution_id, None)
-            if execution is None:
-                [execution] = self.store.get_executions_by_id([execution_id])
+            [execution] = self.store.get_executions_by_id([execution_id])
             execution.last_known_state = state
             set_custom_properties(execution, properties)
             pairs, keys = self._output_pairs(output_artifacts)

@@ -1,5 +1,5 @@
-"""Deferred writes (Recorder.defer) and publishing without a read back, on a real SQLite store: the store must end
-as if every write had been made at once, in the same order."""
+"""Deferred writes (Recorder.defer), on a real SQLite store: the store must end as if every write had been made at
+once, in the same order."""
 
 import pytest
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb
@@ -74,28 +74,3 @@ def test_a_failed_deferred_write_raises_once_and_closing_the_run_still_writes_th
     a, b = reader.get_executions_by_id([broken, done])
     assert a.last_known_state == mlmd_pb.Execution.FAILED
     assert b.last_known_state == COMPLETE
-
-
-def test_publishing_without_a_read_back_writes_what_a_read_back_would(tmp_path, sqlite_url):
-    """The recorder that created an execution publishes it from memory; another one reads it first: the stored
-    executions differ only in their ids and times."""
-    creator = recorder.Recorder(conftest.open_store(sqlite_url))
-    contexts = _begin(creator, tmp_path)
-    from_memory = creator.create_execution(contexts, CONTAINER, _properties("a"), name="")
-    read_back = creator.create_execution(contexts, CONTAINER, _properties("a"), name="")
-    reader = conftest.open_store(sqlite_url)
-    created = {e.id: e.create_time_since_epoch for e in reader.get_executions_by_id([from_memory, read_back])}
-    outputs = {vocabulary.OUTPUTS: {"y": [1, 2]}}
-    artifact = recorder.OutputArtifact("system.Artifact", str(tmp_path / "log"), {"k": "v"}, "executor-logs")
-    creator.publish_execution(contexts, from_memory, COMPLETE, outputs, {"executor-logs": [artifact]})
-    recorder.Recorder(conftest.open_store(sqlite_url)).publish_execution(
-        contexts, read_back, COMPLETE, outputs, {"executor-logs": [artifact]})
-
-    stored = reader.get_executions_by_id([from_memory, read_back])
-    for execution in stored:
-        assert execution.create_time_since_epoch == created[execution.id] > 0
-        execution.ClearField("id")
-        execution.ClearField("create_time_since_epoch")
-        execution.ClearField("last_update_time_since_epoch")
-    assert stored[0] == stored[1]
-    assert sorted(a.uri for a in reader.get_artifacts_by_context(contexts.run.id)) == [str(tmp_path / "log")] * 2
