@@ -9,6 +9,7 @@ shown: cache fingerprints and the values tasks receive are the real ones.
 
 from __future__ import annotations
 
+import functools
 import re
 import urllib.parse
 from typing import Any, Iterable, List, Mapping, Set
@@ -41,6 +42,7 @@ _CREDENTIAL_VALUE = re.compile(
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 
+@functools.lru_cache(maxsize=4096)  # pure; the recorder asks for every property of every task
 def is_secret_name(name: str) -> bool:
     """Whether a parameter or property name names a credential (`db_password`, `apiKey`, `GITHUB_TOKEN`, `token`).
 

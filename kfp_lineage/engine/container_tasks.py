@@ -10,6 +10,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import os
+import threading
 import time
 import traceback
 import uuid
@@ -115,15 +116,18 @@ class TaskRunner:
         return None
 
     def start(self, task: ContainerTask) -> None:
-        """Records the task's execution (RUNNING) and starts its first attempt.
+        """Starts the task's first attempt and records its execution (RUNNING) once its process runs.
 
-        The execution is created only now, so RUNNING in the store means the process is really running.
+        The execution is written (with the writes deferred before it, Recorder.defer) as soon as the task's
+        process has started, not before: the writes (a few milliseconds, most of it the disk) overlap the task's
+        run instead of delaying its start. ml-metadata's calls hold the GIL, so the launch itself (command,
+        fork) is done first. Nothing reads the task's outcome before this returns, so its execution always
+        exists by then; if the write fails, the run stops on the error and kills the task.
         """
         properties = dict(task.properties, **{vocabulary.IMAGE: task.container.image})
-        execution_id = self._recorder.create_execution(
-            self._contexts, vocabulary.CONTAINER_EXECUTION_TYPE, properties, input_artifacts=task.input_ids
-        )
-        task_dir = os.path.join(self._run_root, task.name, str(uuid.uuid4()))
+        attempt_id = str(uuid.uuid4())
+        started = threading.Event()
+        task_dir = os.path.join(self._run_root, task.name, attempt_id)
         environment = self._options.task_environments.get(task.component.executor_label)
         env = dict(self._task_env)
         if environment is not None and environment.isolated:
@@ -142,7 +146,7 @@ class TaskRunner:
             artifacts=task.artifacts,
             output_uris={output: os.path.join(task_dir, output)
                          for output in task.component.output_definitions.artifacts},
-            scratch_dir=os.path.join(self._scratch_root, f"{execution_id}-{task.name}"),
+            scratch_dir=os.path.join(self._scratch_root, f"{task.name}-{attempt_id}"),
             log_path=os.path.join(self._run_root, "logs", task.key + ".log"),
             pipeline_name=self._pipeline_name,
             run_id=self._options.run_id,
@@ -152,6 +156,7 @@ class TaskRunner:
             timeout=self._options.task_timeout,
             secret_values=tuple(redaction.secret_values({**self._arguments, **task.parameters})),
             environment=environment,
+            on_started=started.set,
         )
         os.makedirs(os.path.dirname(launch.log_path), exist_ok=True)
         if environment is not None:
@@ -159,7 +164,12 @@ class TaskRunner:
                 log.write("".join(line + "\n" for line in environment.describe()))
         self._reporter.task_started(task.key)
         logs = executor_logs.AttemptLogs(launch.log_path, task_dir)
-        self._futures[self._pool.submit(self._handler.run, launch)] = _Running(task, execution_id, launch, logs)
+        future = self._pool.submit(_run_attempt, self._handler, launch, logs, 1, started=started)
+        started.wait()
+        execution_id = self._recorder.create_execution(
+            self._contexts, vocabulary.CONTAINER_EXECUTION_TYPE, properties, input_artifacts=task.input_ids
+        )
+        self._futures[future] = _Running(task, execution_id, launch, logs)
 
     def wait(self, timeout: Optional[float] = None) -> Set[concurrent.futures.Future]:
         """Blocks until at least one attempt ended, or `timeout` seconds passed; the futures of the attempts that
@@ -176,8 +186,13 @@ class TaskRunner:
             outcome = future.result()
         except Exception as e:  # a bug in the handler, not in the task: record it, keep the store consistent
             outcome = handler.TaskOutcome(False, {}, {}, 0.0, error=f"could not run the task: {e!r}")
-            _log_launch_failure(launch, e)
-        running.logs.attempt_ended(running.attempt - 1, launch.secret_values)
+        if outcome.succeeded and not outcome.artifacts:
+            # Nothing downstream waits for this task's records (no output artifacts, whose ids its consumers
+            # need): its log artifact and COMPLETE are written later, while the next task runs (Recorder.defer).
+            self._recorder.defer(lambda: self._publish_complete(running, outcome))
+            return FinishedTask(running.task, results.COMPLETE, running.execution_id,
+                                dataflow.Produced(parameters=dict(outcome.parameters)), outcome.duration, "",
+                                launch.log_path, running.attempt)
         if outcome.succeeded:
             # A local output must stay under the run's directory; a URI with a scheme names a remote resource
             # (GCPC's google.VertexModel carries its https://...aiplatform... resource URI) and is not a path.
@@ -199,22 +214,7 @@ class TaskRunner:
                                              output_artifacts={} if outcome.canceled else running.logs.outputs())
             return FinishedTask(running.task, state, running.execution_id, dataflow.Produced(), outcome.duration,
                                 outcome.error, launch.log_path, running.attempt)
-        drafts = {
-            output: [
-                recorder.OutputArtifact(
-                    schema_title=artifact.type.schema_title, uri=artifact.uri,
-                    metadata=digests.with_content_digest(json_format.MessageToDict(artifact.metadata), artifact.uri),
-                    display_name=output,
-                )
-                for artifact in artifacts
-            ]
-            for output, artifacts in outcome.artifacts.items()
-        }
-        drafts.update(running.logs.outputs())
-        artifact_ids = self._recorder.publish_execution(
-            self._contexts, running.execution_id, mlmd_pb.Execution.COMPLETE,
-            properties={vocabulary.OUTPUTS: outcome.parameters}, output_artifacts=drafts,
-        )
+        artifact_ids = self._publish_complete(running, outcome)
         produced = dataflow.Produced(parameters=dict(outcome.parameters))
         for output, artifacts in outcome.artifacts.items():
             produced.artifacts[output] = [
@@ -227,6 +227,26 @@ class TaskRunner:
             ]
         return FinishedTask(running.task, results.COMPLETE, running.execution_id, produced, outcome.duration, "",
                             launch.log_path, running.attempt)
+
+    def _publish_complete(self, running: _Running, outcome: handler.TaskOutcome) -> Dict[str, List[int]]:
+        """Records a succeeded task: its execution COMPLETE with its outputs, and its output and log artifacts.
+        Output key -> artifact ids."""
+        drafts = {
+            output: [
+                recorder.OutputArtifact(
+                    schema_title=artifact.type.schema_title, uri=artifact.uri,
+                    metadata=digests.with_content_digest(json_format.MessageToDict(artifact.metadata), artifact.uri),
+                    display_name=output,
+                )
+                for artifact in artifacts
+            ]
+            for output, artifacts in outcome.artifacts.items()
+        }
+        drafts.update(running.logs.outputs())
+        return self._recorder.publish_execution(
+            self._contexts, running.execution_id, mlmd_pb.Execution.COMPLETE,
+            properties={vocabulary.OUTPUTS: outcome.parameters}, output_artifacts=drafts,
+        )
 
     def _retry(self, running: _Running, outcome: handler.TaskOutcome) -> bool:
         """Resubmits a failed task when its retry policy allows another attempt; the execution stays RUNNING."""
@@ -244,7 +264,8 @@ class TaskRunner:
             f"{running.task.key}: attempt {running.attempt - 1} failed ({outcome.error}); attempt {running.attempt} "
             f"of {policy.max_retry_count + 1} in {delay:g} s"
         )
-        future = self._pool.submit(_run_attempt, self._handler, running.launch, running.attempt, delay)
+        future = self._pool.submit(_run_attempt, self._handler, running.launch, running.logs, running.attempt,
+                                   delay=delay)
         self._futures[future] = running
         return True
 
@@ -257,13 +278,26 @@ class TaskRunner:
             self._handler.close()
 
 
-def _run_attempt(task_handler: handler.TaskHandler, launch: handler.TaskLaunch, attempt: int,
-                 delay: float) -> handler.TaskOutcome:
-    """Runs a retry after its backoff, marking the attempt in the task's log."""
-    time.sleep(delay)
-    with open(launch.log_path, "a") as log:
-        log.write(f"\n--- kfp-lineage: attempt {attempt} ---\n")
-    return task_handler.run(launch)
+def _run_attempt(task_handler: handler.TaskHandler, launch: handler.TaskLaunch, logs: executor_logs.AttemptLogs,
+                 attempt: int, *, delay: float = 0.0, started: Optional[threading.Event] = None
+                 ) -> handler.TaskOutcome:
+    """Runs one attempt of a task (a retry after its backoff, marked in the task's log), in a worker thread; then
+    copies the attempt's part of the log for its executor-logs artifact, here rather than in the scheduler's
+    thread, whose time is the run's. `started` is set when the task's process started (launch.on_started), or when
+    the attempt ended without one. A handler's exception (a bug) goes to the task's log, then on to the caller."""
+    try:
+        if attempt > 1:
+            time.sleep(delay)
+            with open(launch.log_path, "a") as log:
+                log.write(f"\n--- kfp-lineage: attempt {attempt} ---\n")
+        return task_handler.run(launch)
+    except Exception as e:
+        _log_launch_failure(launch, e)
+        raise
+    finally:
+        if started is not None:
+            started.set()
+        logs.attempt_ended(attempt - 1, launch.secret_values)
 
 
 def _log_launch_failure(launch: handler.TaskLaunch, error: BaseException) -> None:

@@ -198,6 +198,9 @@ class Scheduler:
                 if finished is not None:
                     self._step(lambda finished=finished: self._container_done(finished))
             self._step(self._start_ready_tasks)
+            # A finished task's records may have been deferred to overlap the launch of the tasks it let start
+            # (container_tasks.TaskRunner.collect); written by now, before the scheduler waits again.
+            self.recorder.flush()
 
     def _close_tasks(self) -> None:
         """Waits for the task threads, closes the task handler and lets the reaper go (once)."""

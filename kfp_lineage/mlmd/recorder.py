@@ -5,9 +5,10 @@ Only plain ml-metadata calls: no SQL, no filter_query. The layout is documented 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import threading
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
@@ -45,12 +46,56 @@ class Recorder:
     """Writes one or more runs into an ml-metadata store; safe to call from several threads.
 
     ml-metadata's Python client is one connection, so calls are serialised with a lock.
+
+    A write whose result nobody waits for can be deferred (`defer`): it runs, in the order deferred, before the
+    next call of any other method (a read included), or at `flush`. So the store sees the same writes in the same
+    order as without deferring, only later: the runner lets a finished task's publication wait until the next
+    task was launched, and the write overlaps that task's run (ml-metadata releases the GIL in its calls).
     """
 
     def __init__(self, store: metadata_store.MetadataStore):
         self.store = store
         self._lock = threading.Lock()
         self._type_ids: Dict[Tuple[str, str], int] = {}
+        self._deferred: Deque[Callable[[], None]] = collections.deque()
+        self._flushing = threading.RLock()  # one flusher at a time, so deferred writes keep their order
+        self._in_flush = threading.local()
+
+    def defer(self, write: Callable[[], None]) -> None:
+        """Queues `write` (calls of this recorder's methods) to run before this recorder's next call or flush.
+
+        An exception `write` raises comes out of the call that ran it; the write is not run again.
+        """
+        with self._lock:
+            self._deferred.append(write)
+
+    def flush(self) -> None:
+        """Runs every deferred write, in order. Writes deferred while it runs are run too. A deferred write's
+        own calls of this recorder do not flush (they are part of it)."""
+        if getattr(self._in_flush, "active", False):
+            return
+        with self._flushing:
+            self._in_flush.active = True
+            try:
+                while True:
+                    with self._lock:
+                        if not self._deferred:
+                            return
+                        write = self._deferred.popleft()
+                    write()
+            finally:
+                self._in_flush.active = False
+
+    def flush_quietly(self) -> List[BaseException]:
+        """Runs every deferred write, going on after a failed one (for a run being closed on an error); the
+        errors raised."""
+        failures: List[BaseException] = []
+        while True:
+            try:
+                self.flush()
+                return failures
+            except Exception as e:  # noqa: BLE001 - the caller closes the run whatever failed here
+                failures.append(e)
 
     def _execution_type_id(self, name: str) -> int:
         key = ("execution", name)
@@ -81,6 +126,7 @@ class Recorder:
         Raises:
             InvalidInputError: a run with this id is already recorded.
         """
+        self.flush()
         with self._lock:
             pipeline_type = self._context_type_id(vocabulary.PIPELINE_CONTEXT_TYPE)
             run_type = self._context_type_id(vocabulary.RUN_CONTEXT_TYPE)
@@ -110,6 +156,7 @@ class Recorder:
 
     def finish_run(self, contexts: RunContexts, state: str) -> None:
         """Marks the run context as finished by its runner (COMPLETE or FAILED)."""
+        self.flush()
         with self._lock:
             [context] = self.store.get_contexts_by_id([contexts.run.id])
             context.custom_properties[vocabulary.RUNNER_STATE].string_value = state
@@ -119,12 +166,15 @@ class Recorder:
         """Closes a run its runner cannot finish (it stopped on an error): every execution still RUNNING becomes
         FAILED (CANCELED when `runner_state` is CANCELED) with `failure_reason` = `reason`, and the run context
         gets `runner_state`. Under the recorder's
-        lock, so no write of this process's other threads interleaves. Returns how many executions it closed."""
+        lock, so no write of this process's other threads interleaves. Returns how many executions it closed.
+        Deferred writes run first, as far as they can: one that fails leaves its execution to be closed here."""
+        self.flush_quietly()
         with self._lock:
             return recovery.close_run(self.store, contexts.run, reason, runner_state).executions_failed
 
     def recover_dead_runs(self, pipeline_context: mlmd_pb.Context) -> List[recovery.RecoveredRun]:
         """Closes the runs of this pipeline whose runner died (recovery.recover), under the recorder's lock."""
+        self.flush()
         with self._lock:
             return recovery.recover(self.store, pipeline_context=pipeline_context)
 
@@ -190,6 +240,7 @@ class Recorder:
         Returns:
             The execution id, and output key -> artifact ids.
         """
+        self.flush()
         execution = mlmd_pb.Execution(last_known_state=state)
         if name:
             execution.name = name
@@ -224,6 +275,7 @@ class Recorder:
         Returns:
             Output key -> artifact ids, in the order given.
         """
+        self.flush()
         with self._lock:
             [execution] = self.store.get_executions_by_id([execution_id])
             execution.last_known_state = state
@@ -275,6 +327,7 @@ class Recorder:
 
         One ml-metadata call per run: executions of the system.Pipeline context, filtered here (no filter_query).
         """
+        self.flush()
         with self._lock:
             executions = self.store.get_executions_by_context(contexts.pipeline.id)
         index: Dict[str, Tuple[int, int]] = {}
@@ -290,6 +343,7 @@ class Recorder:
     def cached_result(self, execution_id: int) -> Optional[CachedResult]:
         """The outputs of a COMPLETE execution (parameters from its `outputs` property, artifacts from its OUTPUT
         events), or None when it is gone or no longer COMPLETE."""
+        self.flush()
         with self._lock:
             found = self.store.get_executions_by_id([execution_id])
             if not found or found[0].last_known_state != State.COMPLETE:
@@ -311,6 +365,7 @@ class Recorder:
                         metadata: Mapping[str, Any]) -> Optional[mlmd_pb.Artifact]:
         """An existing LIVE artifact an importer can reuse, as the backend looks for one: same URI and type, custom
         properties a superset of `metadata`, attributed to this pipeline's context. The newest wins."""
+        self.flush()
         wanted = mlmd_pb.Artifact()
         set_custom_properties(wanted, metadata)
         with self._lock:

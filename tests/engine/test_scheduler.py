@@ -352,3 +352,31 @@ def test_a_task_output_feeding_a_resource_field_is_a_dependency(tmp_path, sqlite
     result = run(pipelines.resource_from_output, tmp_path, sqlite_url)
     assert result.state == "COMPLETE"
     assert result.tasks["sum-numbers"].outputs == {"Output": {"value": 3}}
+
+
+def test_a_finished_task_is_published_while_its_sibling_still_runs(tmp_path, sqlite_url):
+    """The runner may defer a finished task's COMPLETE to overlap the next launch, but never past its next wait:
+    the store shows it while a long sibling task is still running."""
+    import threading
+    import time
+
+    flag = tmp_path / "flag"
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(result=run(
+        pipelines.published_early, tmp_path, sqlite_url, arguments={"flag": str(flag)}, run_id="early-1", max_parallel=2)))
+    runner.start()
+    try:
+        store = conftest.open_store(sqlite_url)
+        states = []
+        deadline = time.time() + 30
+        while time.time() < deadline and mlmd_pb.Execution.COMPLETE not in states:
+            time.sleep(0.05)
+            run_context = store.get_context_by_type_and_name("system.PipelineRun", "early-1")
+            if run_context is not None:
+                states = [e.last_known_state for e in store.get_executions_by_context(run_context.id)
+                          if e.custom_properties["task_name"].string_value == "make-number"]
+        assert states == [mlmd_pb.Execution.COMPLETE]
+    finally:
+        flag.write_text("")
+        runner.join(timeout=60)
+    assert outcome["result"].state == "COMPLETE"

@@ -94,6 +94,7 @@ def lock_store(store_path: str, marker: str):
     import sqlite3
     import time
 
+    time.sleep(1)  # the runner records a task's execution while the task starts: let that write land first
     connection = sqlite3.connect(store_path, isolation_level=None)
     connection.execute("BEGIN EXCLUSIVE")
     with open(marker + ".tmp", "w") as f:

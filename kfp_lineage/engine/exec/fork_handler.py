@@ -23,6 +23,7 @@ class ForkHandler(handler.TaskHandler):
 
     def __init__(self, context: handler.HandlerContext):
         self._env = context.env
+        self._scratch_root = context.scratch_root
         self._processes = context.processes
         self._lock = threading.Lock()
         self._servers: Dict[str, forkserver.ForkServer] = {}  # by interpreter; "" is the runner's
@@ -38,8 +39,13 @@ class ForkHandler(handler.TaskHandler):
         if server is None:
             return supervision.start_subprocess(argv, launch, log)
         try:
+            # The task is as good as started once the server has it: the runner records it while it forks.
+            # The child makes the task's directories, and shares one copy of each program (and its bytecode) per
+            # run, so a task's start creates no file in the runner's time.
             return server.spawn(arguments, log_path=launch.log_path, cwd=launch.cwd, env=launch.env,
-                                scratch_dir=launch.scratch_dir)
+                                scratch_dir=launch.scratch_dir, requested=launch.on_started,
+                                directories=supervision.task_directories(launch),
+                                program_dir=os.path.join(self._scratch_root, "programs"))
         except forkserver.ServerGone:
             if server.started_a_task:
                 raise  # it ran tasks and died: a task may have started, so it is not run a second time

@@ -16,6 +16,7 @@ protocol is one JSON object per line: requests on stdin, replies (`{"id", "pid"}
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import selectors
@@ -86,16 +87,14 @@ def _run_child(request: Mapping[str, Any], protocol_fds: Sequence[int], ready_fd
         os.dup2(log_fd, 2)
         os.close(log_fd)
         os.close(null_fd)
+        for directory in request.get("directories", ()):
+            os.makedirs(directory, exist_ok=True)
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
         os.environ["_KFP_RUNTIME"] = "true"
         source, *arguments = request["arguments"]
-        program_dir = os.path.join(request["scratch_dir"], "program")
-        os.makedirs(program_dir, exist_ok=True)
-        module_path = os.path.join(program_dir, "ephemeral_component.py")
-        with open(module_path, "w") as f:
-            f.write(source)
+        module_path = _program_file(source, request.get("program_dir") or "", request["scratch_dir"])
         sys.argv = ["executor_main", "--component_module_path", module_path, *arguments]
         from kfp.dsl import executor_main
 
@@ -118,6 +117,29 @@ def _run_child(request: Mapping[str, Any], protocol_fds: Sequence[int], ready_fd
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _program_file(source: str, program_dir: str, scratch_dir: str) -> str:
+    """The path of a file holding the component's source, as the compiled command writes it
+    (`ephemeral_component.py`): under `program_dir`, named by the source's digest and written only by the first
+    task that runs it (a whole file appears at once: written aside, then renamed); else in the task's own
+    scratch directory."""
+    if program_dir:
+        directory = os.path.join(program_dir, hashlib.sha256(source.encode()).hexdigest()[:32])
+        path = os.path.join(directory, "ephemeral_component.py")
+        if not os.path.exists(path):
+            os.makedirs(directory, exist_ok=True)
+            partial = f"{path}.{os.getpid()}.tmp"
+            with open(partial, "w") as f:
+                f.write(source)
+            os.replace(partial, path)
+        return path
+    directory = os.path.join(scratch_dir, "program")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "ephemeral_component.py")
+    with open(path, "w") as f:
+        f.write(source)
+    return path
 
 
 def _warm_executor_startup() -> None:
@@ -266,8 +288,12 @@ class ForkServer:
         self._reader.start()
 
     def spawn(self, arguments: List[str], *, log_path: str, cwd: str, env: Mapping[str, str],
-              scratch_dir: str) -> ForkedProcess:
-        """Starts a task; returns once the child exists (its pid is known).
+              scratch_dir: str, requested: Optional[Callable[[], None]] = None, directories: Sequence[str] = (),
+              program_dir: str = "") -> ForkedProcess:
+        """Starts a task; returns once the child exists (its pid is known). `requested`, when given, is called as
+        soon as the server has the request, before the child exists. The child creates `directories` first. The
+        component's source goes to `program_dir/<its sha256>/` (written once, shared by the tasks that run the
+        same source, so its bytecode is compiled once too), or to `scratch_dir/program/` when no program_dir.
 
         Raises:
             ServerGone: the server is gone, before or while this task was asked for.
@@ -279,12 +305,15 @@ class ForkServer:
             request_id = self._next_id
             self._processes[request_id] = process
             line = json.dumps({"id": request_id, "arguments": arguments, "log_path": log_path, "cwd": cwd,
-                               "env": dict(env), "scratch_dir": scratch_dir})
+                               "env": dict(env), "scratch_dir": scratch_dir, "directories": list(directories),
+                               "program_dir": program_dir})
             try:
                 self._process.stdin.write(line.encode() + b"\n")
                 self._process.stdin.flush()
             except (BrokenPipeError, ValueError) as e:
                 raise ServerGone(f"the fork server stopped: {e}") from None
+        if requested is not None:
+            requested()
         if not process._started.wait(timeout=30):
             raise OSError("the fork server did not start the task within 30 s")
         if process.pid <= 0:

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 from kfp.pipeline_spec import pipeline_spec_pb2
 
@@ -160,6 +160,11 @@ class TaskLaunch:
     timeout: Optional[float] = None  # seconds; None: no limit
     secret_values: Tuple[str, ...] = ()  # values to scrub from the log once the task ended
     environment: Optional[TaskEnvironment] = None  # None: the runner's own, as for a container component
+    # Called (from the thread running the task) once its process has started and was added to the run's
+    # processes, and possibly once before, when its start is certain (a fork server has the request); the runner
+    # records the task's execution meanwhile. A handler that never calls it still works: the runner then records
+    # after the attempt returns.
+    on_started: Optional[Callable[[], None]] = None
 
 
 @dataclasses.dataclass
@@ -196,7 +201,9 @@ class TaskHandler(abc.ABC):
         launch.log_path, in a process group of its own (its session leader's pid is the group id);
       - run its Python on its environment's interpreter: launch.env's PATH does that for a command started as it
         is; a handler that starts Python itself uses launch.environment.python_path (the runner's when None);
-      - add that process to context.processes before waiting, and discard it after;
+      - add that process to context.processes before waiting, and discard it after; then call
+        launch.on_started, when given, before waiting (it may be called once earlier too, when the start is
+        certain);
       - kill the task's process group after launch.timeout seconds and report `timed out after N s`;
       - scrub launch.secret_values from the log once the task ended (supervision.scrub_log);
       - on exit code 0, read the outputs as the backend's launcher does (outputs.collect_outputs) and return

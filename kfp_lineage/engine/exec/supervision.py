@@ -57,12 +57,11 @@ def run_process_task(launch: handler.TaskLaunch, processes: handler.RunningProce
     its outputs.
 
     Never raises for a task failure: a failed task gives TaskOutcome(succeeded=False, error=...). `start` may
-    raise OSError when the process cannot start, which is such a failure.
+    raise OSError when the process cannot start, which is such a failure. `start` creates the task's directories
+    (task_directories) before the task runs, or has the task's process create them first.
     """
     started = time.monotonic()
-    os.makedirs(os.path.join(launch.scratch_dir, "outputs"), exist_ok=True)
-    for uri in launch.output_uris.values():
-        os.makedirs(os.path.dirname(uri), exist_ok=True)
+    os.makedirs(os.path.dirname(launch.log_path), exist_ok=True)
     argv, executor_input = command.build_command(launch)
     program = shutil.which(argv[0], path=launch.env.get("PATH")) if argv else None
     if program is None:
@@ -82,6 +81,8 @@ def run_process_task(launch: handler.TaskLaunch, processes: handler.RunningProce
                                        error=f"cannot start {argv[0]}: {e}")
         processes.add(process)
         try:
+            if launch.on_started is not None:
+                launch.on_started()
             returncode = process.wait(timeout=launch.timeout)
             # What the task left running in its group dies with it, as a container's processes die with its main
             # process. The group's id stays reserved while any member lives, so this cannot reach anyone else.
@@ -112,12 +113,21 @@ def run_process_task(launch: handler.TaskLaunch, processes: handler.RunningProce
     return handler.TaskOutcome(True, parameters, artifacts, duration, returncode=0)
 
 
+def task_directories(launch: handler.TaskLaunch) -> List[str]:
+    """The directories a task's outputs go in, which must exist when it starts (the backend's launcher makes
+    them): its output parameter files' and each output artifact's parent directory."""
+    return [os.path.join(launch.scratch_dir, "outputs"), *(os.path.dirname(uri) for uri in launch.output_uris.values())]
+
+
 def start_subprocess(argv: List[str], launch: handler.TaskLaunch, log: BinaryIO) -> subprocess.Popen:
-    """Starts argv as a fresh process in a session of its own, stdin empty, output to `log`.
+    """Creates the task's directories, then starts argv as a fresh process in a session of its own, stdin empty,
+    output to `log`.
 
     Raises:
         OSError: the program cannot be executed.
     """
+    for directory in task_directories(launch):
+        os.makedirs(directory, exist_ok=True)
     return subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,

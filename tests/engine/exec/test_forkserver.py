@@ -21,7 +21,8 @@ def where_am_i(tag: str) -> str:
     import sys
 
     return json.dumps({"pid": os.getpid(), "cwd": os.getcwd(), "marker": os.environ.get("KFP_LINEAGE_TEST_MARKER"),
-                       "tag": tag, "argv0": sys.argv[0]})
+                       "tag": tag, "argv0": sys.argv[0],
+                       "program": sys.argv[sys.argv.index("--component_module_path") + 1]})
 
 
 @dsl.pipeline(name="where")
@@ -56,6 +57,20 @@ def test_forked_tasks_are_separate_processes_with_their_own_cwd_and_env(tmp_path
     assert {s["cwd"] for s in seen} == {str(work)}
     assert {s["marker"] for s in seen} == {"set-for-tasks"}
     assert "KFP_LINEAGE_TEST_MARKER" not in os.environ
+
+
+def test_tasks_of_one_component_share_one_program_file(tmp_path, sqlite_url):
+    import json
+
+    result = run_module.run_pipeline(where, store=sqlite_url, pipeline_root=str(tmp_path / "root"), launcher="fork")
+    assert result.state == "COMPLETE"
+    programs = {json.loads(t.outputs["Output"]["value"])["program"] for t in result.tasks.values()}
+    assert len(programs) == 1
+    [program] = programs
+    run_root = result.run_root
+    assert os.path.dirname(os.path.dirname(program)) == os.path.join(run_root, ".kfp-lineage", "programs")
+    assert "def where_am_i(tag: str) -> str:" in open(program).read()
+    assert not [name for name in os.listdir(os.path.dirname(program)) if name.endswith(".tmp")]
 
 
 @pytest.mark.parametrize("launcher_mode", ["fork", "subprocess"])

@@ -1,5 +1,6 @@
 """Task handlers made by the factory run real tasks alone (no scheduler, no store) and agree on the outcome."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -91,6 +92,29 @@ def test_both_handlers_run_a_python_task_to_the_same_outputs(tmp_path):
         with open(artifact.uri) as f:
             assert f.read() == "x\n0\n1\n2\n"
     assert outcomes["fork"][1].parameters == outcomes["subprocess"][1].parameters
+
+
+@pytest.mark.parametrize("name", list(factory.HANDLERS))
+def test_on_started_is_called_once_while_the_task_process_is_alive(tmp_path, name):
+    """The runner records a task's execution from this call, so it must come before the attempt returns, the last
+    call once the process started (it is in the run's processes); the fork handler calls it once before, when the
+    server has the request."""
+    processes = handler.RunningProcesses()
+    task_handler = factory.create_handler(name, handler.HandlerContext(
+        env=dict(os.environ), scratch_root=str(tmp_path / "scratch"), processes=processes))
+    seen = []
+
+    def started():
+        seen.append([os.path.exists(f"/proc/{p.pid}") for p in processes._processes])
+
+    try:
+        launch = dataclasses.replace(_launch(tmp_path, pipelines.linear, "comp-make-dataset", {"rows": 3}),
+                                     on_started=started)
+        outcome = task_handler.run(launch)
+    finally:
+        task_handler.close()
+    assert outcome.succeeded, outcome.error
+    assert seen == ([[], [True]] if name == "fork" else [[True]])
 
 
 def test_a_task_reads_its_input_artifact_and_returns_a_parameter(tmp_path, task_handler):
