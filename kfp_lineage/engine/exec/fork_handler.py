@@ -43,9 +43,8 @@ class ForkHandler(handler.TaskHandler):
             # The child makes the task's directories, and shares one copy of each program (and its bytecode) per
             # run, so a task's start creates no file in the runner's time.
             return server.spawn(arguments, log_path=launch.log_path, cwd=launch.cwd, env=launch.env,
-                                scratch_dir=launch.scratch_dir, requested=launch.on_started,
-                                directories=supervision.task_directories(launch),
-                                program_dir=os.path.join(self._scratch_root, "programs"))
+                                program_dir=os.path.join(self._scratch_root, "programs"), requested=launch.on_started,
+                                directories=supervision.task_directories(launch))
         except forkserver.ServerGone:
             if server.started_a_task:
                 raise  # it ran tasks and died: a task may have started, so it is not run a second time

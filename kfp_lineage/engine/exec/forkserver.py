@@ -94,7 +94,7 @@ def _run_child(request: Mapping[str, Any], protocol_fds: Sequence[int], ready_fd
         os.environ.update(request["env"])
         os.environ["_KFP_RUNTIME"] = "true"
         source, *arguments = request["arguments"]
-        module_path = _program_file(source, request.get("program_dir") or "", request["scratch_dir"])
+        module_path = _program_file(source, request["program_dir"])
         sys.argv = ["executor_main", "--component_module_path", module_path, *arguments]
         from kfp.dsl import executor_main
 
@@ -119,26 +119,18 @@ def _run_child(request: Mapping[str, Any], protocol_fds: Sequence[int], ready_fd
             os._exit(code)
 
 
-def _program_file(source: str, program_dir: str, scratch_dir: str) -> str:
+def _program_file(source: str, program_dir: str) -> str:
     """The path of a file holding the component's source, as the compiled command writes it
-    (`ephemeral_component.py`): under `program_dir`, named by the source's digest and written only by the first
-    task that runs it (a whole file appears at once: written aside, then renamed); else in the task's own
-    scratch directory."""
-    if program_dir:
-        directory = os.path.join(program_dir, hashlib.sha256(source.encode()).hexdigest()[:32])
-        path = os.path.join(directory, "ephemeral_component.py")
-        if not os.path.exists(path):
-            os.makedirs(directory, exist_ok=True)
-            partial = f"{path}.{os.getpid()}.tmp"
-            with open(partial, "w") as f:
-                f.write(source)
-            os.replace(partial, path)
-        return path
-    directory = os.path.join(scratch_dir, "program")
-    os.makedirs(directory, exist_ok=True)
+    (`ephemeral_component.py`), under `program_dir`, named by the source's digest and written only by the first
+    task that runs it (a whole file appears at once: written aside, then renamed)."""
+    directory = os.path.join(program_dir, hashlib.sha256(source.encode()).hexdigest()[:32])
     path = os.path.join(directory, "ephemeral_component.py")
-    with open(path, "w") as f:
-        f.write(source)
+    if not os.path.exists(path):
+        os.makedirs(directory, exist_ok=True)
+        partial = f"{path}.{os.getpid()}.tmp"
+        with open(partial, "w") as f:
+            f.write(source)
+        os.replace(partial, path)
     return path
 
 
@@ -288,12 +280,12 @@ class ForkServer:
         self._reader.start()
 
     def spawn(self, arguments: List[str], *, log_path: str, cwd: str, env: Mapping[str, str],
-              scratch_dir: str, requested: Optional[Callable[[], None]] = None, directories: Sequence[str] = (),
-              program_dir: str = "") -> ForkedProcess:
+              program_dir: str, requested: Optional[Callable[[], None]] = None, directories: Sequence[str] = ()
+              ) -> ForkedProcess:
         """Starts a task; returns once the child exists (its pid is known). `requested`, when given, is called as
         soon as the server has the request, before the child exists. The child creates `directories` first. The
         component's source goes to `program_dir/<its sha256>/` (written once, shared by the tasks that run the
-        same source, so its bytecode is compiled once too), or to `scratch_dir/program/` when no program_dir.
+        same source, so its bytecode is compiled once too).
 
         Raises:
             ServerGone: the server is gone, before or while this task was asked for.
@@ -305,7 +297,7 @@ class ForkServer:
             request_id = self._next_id
             self._processes[request_id] = process
             line = json.dumps({"id": request_id, "arguments": arguments, "log_path": log_path, "cwd": cwd,
-                               "env": dict(env), "scratch_dir": scratch_dir, "directories": list(directories),
+                               "env": dict(env), "directories": list(directories),
                                "program_dir": program_dir})
             try:
                 self._process.stdin.write(line.encode() + b"\n")

@@ -165,7 +165,7 @@ def test_a_forked_child_gets_the_parent_death_signal(tmp_path):
     argv, _ = command.build_command(launch)
     server = forkserver.ForkServer(env=launch.env)
     child = server.spawn(forkserver.python_task_arguments(argv), log_path=launch.log_path, cwd=launch.cwd,
-                         env=launch.env, scratch_dir=launch.scratch_dir)
+                         env=launch.env, program_dir=str(tmp_path / "programs"))
     deadline = time.monotonic() + 30
     while not marker.exists():
         assert time.monotonic() < deadline
