@@ -50,7 +50,8 @@ class Recorder:
     A write whose result nobody waits for can be deferred (`defer`): it runs, in the order deferred, before the
     next call of any other method (a read included), or at `flush`. So the store sees the same writes in the same
     order as without deferring, only later: the runner lets a finished task's publication wait until the next
-    task was launched, and the write overlaps that task's run (ml-metadata releases the GIL in its calls).
+    task was launched, so the write overlaps that task's run instead of delaying its start (ml-metadata holds the
+    GIL while it writes: the overlap is with the task's process, not with this process's other threads).
     """
 
     def __init__(self, store: metadata_store.MetadataStore):
@@ -86,16 +87,15 @@ class Recorder:
             finally:
                 self._in_flush.active = False
 
-    def flush_quietly(self) -> List[BaseException]:
-        """Runs every deferred write, going on after a failed one (for a run being closed on an error); the
-        errors raised."""
-        failures: List[BaseException] = []
+    def flush_quietly(self) -> None:
+        """Runs every deferred write, going on after a failed one (for a run being closed on an error, which
+        closes the failed write's execution too)."""
         while True:
             try:
                 self.flush()
-                return failures
-            except Exception as e:  # noqa: BLE001 - the caller closes the run whatever failed here
-                failures.append(e)
+                return
+            except Exception:  # noqa: BLE001 - the caller closes the run whatever failed here
+                continue
 
     def _execution_type_id(self, name: str) -> int:
         key = ("execution", name)
